@@ -1,0 +1,22 @@
+import ml_collections
+import pytest
+
+from handx_jax import configlib
+
+
+def test_parse_arg():
+    assert configlib.parse_arg("size=S,data=0.2,runlocal") == {"size": "S", "data": 0.2, "runlocal": True}
+    assert configlib.parse_arg(None) == {}
+
+
+def test_overrides_cast_to_existing_type():
+    cfg = ml_collections.ConfigDict({"train": {"steps": 10, "lr": 1e-4, "name": "x", "flag": False}})
+    configlib.apply_overrides(cfg, ["train.steps=100", "train.lr=1", "train.name=12", "train.flag=true"])
+    assert cfg.train.steps == 100 and cfg.train.lr == 1.0 and cfg.train.name == "12" and cfg.train.flag is True
+    with pytest.raises(KeyError, match="no field"):
+        configlib.apply_overrides(cfg, ["train.nope=1"])
+
+
+def test_split_config_args():
+    rest, ov = configlib.split_config_args(["train", "--config.train.steps=5", "--config.a", "3", "--workdir", "w"])
+    assert rest == ["train", "--workdir", "w"] and ov == ["train.steps=5", "a=3"]
