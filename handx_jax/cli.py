@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "annotate",
     "text",
     "train",
+    "generate",
     "evaluate",
     "scaling",
     "quickstart",
