@@ -1,0 +1,227 @@
+"""Our pickle-free clip format (`*.clips.npz`) and format dispatch.
+
+Layout (plain `np.savez`, readable with `np.load(allow_pickle=False)`):
+
+    format        str scalar "handx-clips-v1"
+    names         (N,) unicode clip names, in file order
+    offsets       (N+1,) int64; clip i is frames offsets[i]:offsets[i+1]
+    motion        (sum T, 2, 21, 3) motion of all clips concatenated (dtype kept)
+    meta_json     (bytes,) uint8: UTF-8 JSON {"annotations": {field: [per clip list|null]},
+                  "extras": {field: [per clip JSON value|null]}, "frame_fields": [...]}
+    frame/<field> (sum T, ...) other per-frame arrays (e.g. MANO `left_pose`), same offsets
+
+Conversion to and from the HandX release format is lossless: names, order, motion
+values and dtype, every caption, and per-frame extras survive both ways.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from handx_jax.data import handx_format
+from handx_jax.data.handx_format import ANNOTATION_KEYS, MOTION_KEY
+
+FORMAT_TAG = "handx-clips-v1"
+CLIPS_SUFFIX = ".clips.npz"
+HANDX_SUFFIX = "_can_pos_all_wotextfeat.npz"
+
+
+class ClipStoreError(ValueError):
+    """A clip collection that cannot be written or read; names the file and clip."""
+
+
+@dataclasses.dataclass
+class ClipTable:
+    """Columnar view of a clip file: what the pipeline and TFDS builder consume."""
+
+    names: list[str]
+    offsets: np.ndarray  # (N+1,) int64
+    motion: np.ndarray  # (sum T, 2, 21, 3)
+    annotations: dict[str, list]  # field -> per clip list of str (or None when absent)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def clip_motion(self, i: int) -> np.ndarray:
+        return self.motion[self.offsets[i]:self.offsets[i + 1]]
+
+
+def _is_frame_array(value: Any, frames: int) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == frames \
+        and value.dtype.kind in "biuf"
+
+
+def save_clips(path: str | os.PathLike, clips: dict[str, dict]) -> None:
+    """Write clips to a pickle-free `.clips.npz` (atomic: temp name then rename)."""
+    path = os.fspath(path)
+    names = list(clips)
+    motions, lengths = [], []
+    for name in names:
+        clip = clips[name]
+        if MOTION_KEY not in clip:
+            raise ClipStoreError(f"{path}: clip {name!r}: no 'motion' to store")
+        motion = np.asarray(clip[MOTION_KEY])
+        if motion.ndim < 1 or (motions and motion.shape[1:] != motions[0].shape[1:]):
+            raise ClipStoreError(
+                f"{path}: clip {name!r}: motion shape {motion.shape} does not match "
+                f"{motions[0].shape if motions else '(T, ...)'}")
+        motions.append(motion)
+        lengths.append(motion.shape[0])
+    offsets = np.zeros(len(names) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if motions:
+        dtype = np.result_type(*[m.dtype for m in motions])
+        motion_all = np.concatenate([m.astype(dtype, copy=False) for m in motions], axis=0)
+    else:
+        motion_all = np.zeros((0, 2, 21, 3), dtype=np.float32)
+
+    annotations = {f: [clips[n].get(f) for n in names] for f in ANNOTATION_KEYS}
+    annotations = {f: [None if v is None else [str(s) for s in v] for v in values]
+                   for f, values in annotations.items()}
+    other = sorted({k for c in clips.values() for k in c} - {MOTION_KEY, *ANNOTATION_KEYS})
+    frame_fields, extras = [], {}
+    arrays: dict[str, Any] = {}
+    for field in other:
+        values = [clips[n].get(field) for n in names]
+        if all(_is_frame_array(v, t) for v, t in zip(values, lengths)) and \
+                len({v.shape[1:] for v in values}) == 1:
+            frame_fields.append(field)
+            arrays["frame/" + field] = np.concatenate(values, axis=0)
+            continue
+        encoded = []
+        for name, value in zip(names, values):
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            try:
+                json.dumps(value)
+            except TypeError as err:
+                raise ClipStoreError(
+                    f"{path}: clip {name!r}: field {field!r} cannot be stored: {err}") from err
+            encoded.append(value)
+        extras[field] = encoded
+    meta = {"annotations": annotations, "extras": extras, "frame_fields": frame_fields}
+    meta_bytes = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"),
+                               dtype=np.uint8)
+    arrays.update({
+        "format": np.array(FORMAT_TAG),
+        "names": np.array(names, dtype=str) if names else np.zeros((0,), dtype="<U1"),
+        "offsets": offsets,
+        "motion": motion_all,
+        "meta_json": meta_bytes,
+    })
+    handx_format.atomic_savez(path, arrays, allow_pickle=False)
+
+
+def _read_clip_file(path: str):
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise ClipStoreError(f"{path}: cannot read as .clips.npz: {err}") from err
+    with data:
+        if "format" not in data.files or str(data["format"]) != FORMAT_TAG:
+            raise ClipStoreError(f"{path}: not a {FORMAT_TAG} file")
+        names = [str(n) for n in data["names"]]
+        offsets = data["offsets"].astype(np.int64)
+        motion = data["motion"]
+        meta = json.loads(data["meta_json"].tobytes().decode("utf-8"))
+        frames = {f: data["frame/" + f] for f in meta.get("frame_fields", [])}
+    if offsets.shape != (len(names) + 1,) or offsets[-1] != motion.shape[0] or \
+            np.any(np.diff(offsets) < 0):
+        raise ClipStoreError(f"{path}: offsets do not match names and motion")
+    return names, offsets, motion, meta, frames
+
+
+def load_clip_table(path: str | os.PathLike) -> ClipTable:
+    """Columnar read of a `.clips.npz` (no per-clip dicts; fast for big files)."""
+    path = os.fspath(path)
+    names, offsets, motion, meta, _ = _read_clip_file(path)
+    return ClipTable(names, offsets, motion, dict(meta["annotations"]))
+
+
+def load_clips(path: str | os.PathLike) -> dict[str, dict]:
+    """Read a `.clips.npz` back into {clip name: clip dict} (CONTRACTS.md)."""
+    path = os.fspath(path)
+    names, offsets, motion, meta, frames = _read_clip_file(path)
+    clips: dict[str, dict] = {}
+    for i, name in enumerate(names):
+        lo, hi = offsets[i], offsets[i + 1]
+        clip: dict[str, Any] = {MOTION_KEY: motion[lo:hi]}
+        for field, values in meta["annotations"].items():
+            if values[i] is not None:
+                clip[field] = list(values[i])
+        for field, array in frames.items():
+            clip[field] = array[lo:hi]
+        for field, values in meta.get("extras", {}).items():
+            if values[i] is not None:
+                clip[field] = values[i]
+        clips[name] = clip
+    return clips
+
+
+def table_from_clips(clips: dict[str, dict]) -> ClipTable:
+    """Columnar view of in-memory clips (motion concatenated as float32)."""
+    names = list(clips)
+    lengths = [np.asarray(clips[n][MOTION_KEY]).shape[0] for n in names]
+    offsets = np.zeros(len(names) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    motion = (np.concatenate([np.asarray(clips[n][MOTION_KEY], np.float32) for n in names])
+              if names else np.zeros((0, 2, 21, 3), np.float32))
+    annotations = {f: [clips[n].get(f) for n in names] for f in ANNOTATION_KEYS}
+    return ClipTable(names, offsets, motion, annotations)
+
+
+def is_clips_file(path: str | os.PathLike) -> bool:
+    """True when `path` is our pickle-free format (checked by content, not name)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "format.npy" not in archive.namelist():
+                return False
+    except (zipfile.BadZipFile, OSError):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["format"]) == FORMAT_TAG
+    except Exception:
+        return False
+
+
+def load_any(path: str | os.PathLike) -> dict[str, dict]:
+    """Load clips from either format, dispatching on the file's content."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if is_clips_file(path):
+        return load_clips(path)
+    return handx_format.load_handx(path)
+
+
+def load_any_table(path: str | os.PathLike) -> ClipTable:
+    """Columnar view from either format (pickle-free files avoid per-clip dicts)."""
+    path = os.fspath(path)
+    if is_clips_file(path):
+        return load_clip_table(path)
+    return table_from_clips(handx_format.load_handx(path))
+
+
+def split_candidates(data_dir: str | os.PathLike, split: str) -> list[str]:
+    """Files that can hold `split`, in order of preference."""
+    data_dir = os.fspath(data_dir)
+    return [os.path.join(data_dir, split + CLIPS_SUFFIX),
+            os.path.join(data_dir, split + HANDX_SUFFIX)]
+
+
+def find_split(data_dir: str | os.PathLike, split: str) -> str:
+    """Path of the file holding `split` in `data_dir` (pickle-free format preferred)."""
+    candidates = split_candidates(data_dir, split)
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"{os.fspath(data_dir)}: no {split!r} split; looked for "
+        + ", ".join(os.path.basename(c) for c in candidates))
