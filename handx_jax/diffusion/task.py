@@ -1,0 +1,123 @@
+"""`DiffusionTask`: the MDM-style diffusion family plugged into the generic trainer.
+
+Implements the Task protocol of docs/CONTRACTS.md: model construction, boxed parameter
+initialisation, the pure training loss (x0 prediction, cosine schedule, condition
+dropout for classifier-free guidance), the grain input pipeline with the caption
+tokenizer, and analytic training FLOPs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from handx_jax.diffusion import losses, schedule as schedule_lib
+from handx_jax.models import diffusion as diffusion_model
+from handx_jax.text import tokenizer as tokenizer_lib
+
+TEXT_KEYS = tuple(f"tokens_{r}{s}" for r in tokenizer_lib.ROLES for s in ("", "_mask")) + ("text_embedding",)
+
+
+class DiffusionTask:
+    """Task protocol implementation for `configs/diffusion.py`."""
+
+    def __init__(self, config):
+        self.config = config
+        self.model = diffusion_model.model_from_config(config)
+        self.schedule = schedule_lib.make_schedule(int(config.diffusion.num_steps), str(config.diffusion.schedule))
+        self.loss_weights = {
+            "rep": float(config.diffusion.loss_rep),
+            "vel": float(config.diffusion.loss_vel),
+            "acc": float(config.diffusion.loss_acc),
+        }
+
+    # -- model -------------------------------------------------------------------------
+    def make_model(self) -> nn.Module:
+        return self.model
+
+    def dummy_batch(self, batch_size: int = 2) -> dict:
+        """A zero batch with the pipeline's numeric fields (for init and shape checks)."""
+        c = self.config
+        t, f = int(c.data.seq_len), int(c.model.feature_dim)
+        batch = {"motion": np.zeros((batch_size, t, f), np.float32), "mask": np.ones((batch_size, t), np.float32)}
+        if diffusion_model.text_source(c) == "tokens":
+            for role in tokenizer_lib.ROLES:
+                batch[f"tokens_{role}"] = np.zeros((batch_size, int(c.model.text_max_len)), np.int32)
+                batch[f"tokens_{role}_mask"] = np.zeros((batch_size, int(c.model.text_max_len)), np.float32)
+        else:
+            dim = tokenizer_lib.load_text_embeddings(c.model.text_embeddings_path).dim
+            batch["text_embedding"] = np.zeros((batch_size, 3, dim), np.float32)
+        return batch
+
+    def init_params(self, rng, batch=None):
+        """Parameters boxed with logical axis names (`nn.LogicallyPartitioned`)."""
+        batch = self.dummy_batch() if batch is None else batch
+        x = jnp.asarray(batch["motion"])
+        b = x.shape[0]
+        variables = self.model.init(
+            {"params": rng, "dropout": rng}, x, jnp.zeros((b,), jnp.int32), jnp.asarray(batch["mask"]),
+            text_inputs(batch), jnp.zeros((b,), bool),
+        )
+        return variables["params"]
+
+    # -- training ------------------------------------------------------------------------
+    def loss(self, params, batch, rng):
+        """(weighted loss, {'loss_rep', 'loss_vel', 'loss_acc'}) on one batch; pure."""
+        x0 = batch["motion"].astype(jnp.float32)
+        mask = batch["mask"].astype(jnp.float32)
+        b = x0.shape[0]
+        t_key, noise_key, drop_key, dropout_key = jax.random.split(rng, 4)
+        t = jax.random.randint(t_key, (b,), 0, self.schedule.num_steps)
+        noise = jax.random.normal(noise_key, x0.shape, jnp.float32)
+        alpha_bar = jnp.asarray(self.schedule.alpha_bar, jnp.float32)
+        x_t = schedule_lib.q_sample(alpha_bar, x0, t, noise)
+        drop = jax.random.bernoulli(drop_key, float(self.config.model.cond_dropout), (b,))
+        deterministic = float(self.config.model.dropout) == 0.0
+        x0_hat = self.model.apply(
+            {"params": params}, x_t, t, mask, text_inputs(batch), drop,
+            deterministic=deterministic, rngs=None if deterministic else {"dropout": dropout_key},
+        )
+        return losses.diffusion_losses(x0_hat, x0, mask, self.loss_weights)
+
+    def data_dir(self) -> str:
+        d = self.config.data.dir
+        if not d:
+            raise ValueError("config.data.dir is not set: the trainer resolves it (synthetic data goes to <workdir>/data)")
+        return str(d)
+
+    def text_transform(self):
+        """The grain MapTransform turning captions into numeric text inputs."""
+        c = self.config
+        if diffusion_model.text_source(c) == "embeddings":
+            return tokenizer_lib.LookupTextEmbeddings(str(c.model.text_embeddings_path))
+        path = tokenizer_lib.ensure_tokenizer(self.data_dir(), int(c.model.vocab_size))
+        size = tokenizer_lib.load_tokenizer(path).get_piece_size()
+        if size > int(c.model.vocab_size):
+            raise ValueError(f"{path} has {size} pieces but config.model.vocab_size is {c.model.vocab_size}; raise it")
+        return tokenizer_lib.TokenizeCaptions(path, int(c.model.text_max_len))
+
+    def train_inputs(self, *, batch_size, seed, shard_index=None, shard_count=None, split="train", **kwargs):
+        """grain IterDataset of numeric batches (motion, mask, length, clip_index, text inputs)."""
+        from handx_jax.data import pipeline
+
+        c = self.config
+        return pipeline.make_dataset(
+            self.data_dir(), split, batch_size=batch_size, seq_len=int(c.data.seq_len),
+            representation=str(c.data.representation), normalize=True, shuffle=True, seed=seed,
+            data_ratio=float(c.data.ratio), extra_transforms=(self.text_transform(),),
+            shard_index=shard_index, shard_count=shard_count,
+            worker_count=int(c.data.get("worker_count", 0)), **kwargs,
+        )
+
+    def flops_per_example(self) -> float:
+        """Analytic training FLOPs per example: 3 x forward matmul FLOPs (attention included)."""
+        return 3.0 * diffusion_model.forward_flops(self.config)
+
+
+def text_inputs(batch) -> dict:
+    """The text fields of a batch (token ids and masks, or precomputed embeddings)."""
+    return {k: jnp.asarray(batch[k]) for k in TEXT_KEYS if k in batch}

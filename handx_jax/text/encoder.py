@@ -1,0 +1,74 @@
+"""Linen text encoders producing the motion model's condition vector (DESIGN section 7).
+
+`TrebleTextEncoder`: the left, right and relation texts are encoded separately through one
+shared transformer; each role prepends its own learned CLS token; the three CLS outputs
+are summed (HandX found concatenation confused the hands). `PrecomputedTextProjection`
+is the alternative when text embeddings come from a file: one learned projection per role,
+summed the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from handx_jax.models.transformer import Encoder, LayerNorm, _param, constrain
+
+ROLES = ("left", "right", "relation")
+
+
+def stack_tokens(batch: dict) -> tuple[jax.Array, jax.Array]:
+    """(B, 3, L) token ids and masks from a batch's `tokens_<role>` / `tokens_<role>_mask`."""
+    tokens = jnp.stack([batch[f"tokens_{r}"] for r in ROLES], axis=1)
+    masks = []
+    for r in ROLES:
+        key = f"tokens_{r}_mask"
+        masks.append(batch[key] if key in batch else (batch[f"tokens_{r}"] != 0))
+    return tokens, jnp.stack(masks, axis=1).astype(jnp.float32)
+
+
+class TrebleTextEncoder(nn.Module):
+    """Tokens (B, 3, L) -> condition (B, d): shared transformer, per-role CLS, summed."""
+
+    vocab_size: int
+    max_len: int
+    num_layers: int
+    d_model: int
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, tokens_brl: jax.Array, mask_brl: jax.Array, deterministic: bool = True) -> jax.Array:
+        b, roles, length = tokens_brl.shape
+        if length > self.max_len:
+            raise ValueError(f"TrebleTextEncoder: {length} tokens exceed max_len {self.max_len}")
+        table = _param(self, "token_embedding", nn.initializers.normal(0.02), (self.vocab_size, self.d_model), ("vocab", "embed"), jnp.float32)
+        cls = _param(self, "cls", nn.initializers.normal(0.02), (roles, self.d_model), (None, "embed"), jnp.float32)
+        pos = _param(self, "position_embedding", nn.initializers.normal(0.02), (self.max_len + 1, self.d_model), ("length", "embed"), jnp.float32)
+        x = jnp.take(table, tokens_brl, axis=0)  # (B, R, L, d)
+        x = jnp.concatenate([jnp.broadcast_to(cls[None, :, None, :], (b, roles, 1, self.d_model)), x], axis=2)
+        x = x + pos[: length + 1]
+        x = x.reshape(b * roles, length + 1, self.d_model)
+        mask = jnp.concatenate([jnp.ones((b, roles, 1), mask_brl.dtype), mask_brl], axis=2).reshape(b * roles, length + 1)
+        x = constrain(x)
+        x = Encoder(self.num_layers, self.num_heads, self.mlp_dim, self.dropout_rate, dtype=self.dtype, name="encoder")(x, mask, deterministic)
+        return x[:, 0].reshape(b, roles, self.d_model).sum(axis=1).astype(jnp.float32)
+
+
+class PrecomputedTextProjection(nn.Module):
+    """Embeddings (B, 3, E) from a file -> condition (B, d): per-role projection, summed."""
+
+    d_model: int
+
+    @nn.compact
+    def __call__(self, emb_bre: jax.Array, deterministic: bool = True) -> jax.Array:
+        _, roles, e = emb_bre.shape
+        w = _param(self, "kernel", nn.initializers.lecun_normal(batch_axis=(0,)), (roles, e, self.d_model), (None, None, "embed"), jnp.float32)
+        bias = _param(self, "bias", nn.initializers.zeros, (self.d_model,), ("embed",), jnp.float32)
+        x = jnp.einsum("bre,red->bd", emb_bre.astype(jnp.float32), w) + bias
+        return LayerNorm(name="norm")(x)

@@ -1,0 +1,242 @@
+"""SentencePiece tokenizer trained on the dataset's train captions, and the grain transform.
+
+The tokenizer lives with its dataset as `DIR/spm.model` (+ `DIR/spm.vocab`). Ids: 0 is
+padding, 1 is unknown; there is no BOS/EOS (the text encoder adds its own CLS token).
+`TokenizeCaptions` is the grain MapTransform the diffusion task puts into the data
+pipeline: it turns `caption_left/right/relation` into fixed-length int32
+`tokens_left/right/relation` plus float32 `tokens_*_mask` and drops the strings, so the
+batches that reach jit are numeric.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from typing import Iterable, Sequence
+
+import numpy as np
+
+ROLES = ("left", "right", "relation")
+CAPTION_KEYS = {"left": "caption_left", "right": "caption_right", "relation": "caption_relation"}
+PAD_ID = 0
+UNK_ID = 1
+MODEL_NAME = "spm.model"
+
+
+def _spm():
+    import sentencepiece
+
+    return sentencepiece
+
+
+def train_tokenizer(captions: Iterable[str], out_prefix: str, vocab_size: int = 2000) -> str:
+    """Train a unigram SentencePiece model on `captions`; write `out_prefix.model/.vocab` atomically.
+
+    `vocab_size` is an upper bound (small caption sets yield fewer pieces). Returns the
+    path of the `.model` file.
+    """
+    captions = [c.strip() for c in captions if c and c.strip()]
+    if not captions:
+        raise ValueError(f"train_tokenizer({out_prefix!r}): no non-empty captions to train on")
+    out_dir = os.path.dirname(os.path.abspath(out_prefix))
+    os.makedirs(out_dir, exist_ok=True)
+    model_buf = io.BytesIO()
+    spm = _spm()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(captions),
+        model_writer=model_buf,
+        vocab_size=int(vocab_size),
+        hard_vocab_limit=False,
+        model_type="unigram",
+        character_coverage=1.0,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=-1,
+        eos_id=-1,
+        num_threads=1,
+        minloglevel=2,
+    )
+    proto = model_buf.getvalue()
+    processor = spm.SentencePieceProcessor(model_proto=proto)
+    vocab_lines = "".join(f"{processor.id_to_piece(i)}\t{processor.get_score(i)}\n" for i in range(processor.get_piece_size()))
+    model_path = out_prefix + ".model"
+    _atomic_write(model_path, proto)
+    _atomic_write(out_prefix + ".vocab", vocab_lines.encode("utf-8"))
+    return model_path
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def tokenizer_path(data_dir: str) -> str:
+    return os.path.join(data_dir, MODEL_NAME)
+
+
+def load_tokenizer(data_dir_or_model: str):
+    """Load the SentencePiece processor from `DIR/spm.model` (or a `.model` path)."""
+    path = data_dir_or_model if data_dir_or_model.endswith(".model") else tokenizer_path(data_dir_or_model)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no tokenizer at {path}: run `handx text tokenizer --src {os.path.dirname(path) or '.'}`")
+    return _spm().SentencePieceProcessor(model_file=path)
+
+
+def split_captions(clips: dict[str, dict]) -> list[str]:
+    """Every caption of every role in a clips dict (the tokenizer's training text)."""
+    out = []
+    for clip in clips.values():
+        for key in ("left_annotation", "right_annotation", "interaction_annotation"):
+            out.extend(str(c) for c in clip.get(key, ()))
+    return out
+
+
+def ensure_tokenizer(data_dir: str, vocab_size: int = 2000) -> str:
+    """Return `DIR/spm.model`, training it from the train split's captions when missing."""
+    path = tokenizer_path(data_dir)
+    if os.path.isfile(path):
+        return path
+    from handx_jax.data import store
+
+    clips = store.load_any(store.find_split(data_dir, "train"))
+    return train_tokenizer(split_captions(clips), os.path.join(data_dir, "spm"), vocab_size)
+
+
+def encode_batch(processor, texts: Sequence[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Encode strings into (N, max_len) int32 ids (truncated, 0-padded) and float32 masks."""
+    ids = processor.encode([str(t) for t in texts])
+    tokens = np.zeros((len(texts), max_len), np.int32)
+    for i, row in enumerate(ids):
+        row = row[:max_len]
+        tokens[i, : len(row)] = row
+    return tokens, (tokens != PAD_ID).astype(np.float32)
+
+
+def encode_triples(processor, triples: Sequence[Sequence[str]], max_len: int) -> dict[str, np.ndarray]:
+    """`[(left, right, relation), ...]` -> batch dict with `tokens_<role>` and `tokens_<role>_mask`."""
+    out = {}
+    for r, role in enumerate(ROLES):
+        tokens, mask = encode_batch(processor, [t[r] for t in triples], max_len)
+        out[f"tokens_{role}"] = tokens
+        out[f"tokens_{role}_mask"] = mask
+    return out
+
+
+try:  # grain is a pinned dependency; keep the module importable for plain tokenizer use.
+    import grain.python as _grain
+
+    _MapTransform = _grain.MapTransform
+except Exception:  # pragma: no cover
+    _MapTransform = object
+
+
+class TokenizeCaptions(_MapTransform):
+    """grain MapTransform: captions -> fixed-length token ids and masks; strings removed.
+
+    Holds the serialized model (bytes), not the processor, so it pickles into grain
+    worker processes; the processor is built lazily on first use in each process.
+    """
+
+    def __init__(self, model_path: str, max_len: int):
+        with open(model_path, "rb") as f:
+            self._proto = f.read()
+        self.max_len = int(max_len)
+        self._processor = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_processor"] = None
+        return state
+
+    @property
+    def processor(self):
+        if self._processor is None:
+            self._processor = _spm().SentencePieceProcessor(model_proto=self._proto)
+        return self._processor
+
+    def map(self, element: dict) -> dict:
+        element = dict(element)
+        for role in ROLES:
+            key = CAPTION_KEYS[role]
+            if key not in element:
+                raise KeyError(f"TokenizeCaptions: example has no field {key!r} (fields: {sorted(element)})")
+            text = element.pop(key)
+            if isinstance(text, bytes):
+                text = text.decode("utf-8")
+            tokens, mask = encode_batch(self.processor, [str(text)], self.max_len)
+            element[f"tokens_{role}"] = tokens[0]
+            element[f"tokens_{role}_mask"] = mask[0]
+        return element
+
+
+class LookupTextEmbeddings(_MapTransform):
+    """grain MapTransform for precomputed text embeddings: captions -> `text_embedding` (3, E).
+
+    See `load_text_embeddings` for the two accepted file layouts.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.table = load_text_embeddings(path)
+
+    def map(self, element: dict) -> dict:
+        element = dict(element)
+        texts = [element.pop(CAPTION_KEYS[role]) for role in ROLES]
+        element["text_embedding"] = self.table.lookup(texts, int(element.get("clip_index", -1)))
+        return element
+
+
+class TextEmbeddingTable:
+    """Precomputed text embeddings, looked up by caption or by clip index."""
+
+    def __init__(self, path: str, by_caption: dict[str, np.ndarray] | None, by_clip: np.ndarray | None):
+        self.path, self.by_caption, self.by_clip = path, by_caption, by_clip
+        sample = next(iter(by_caption.values())) if by_caption else by_clip[0, 0]
+        self.dim = int(sample.shape[-1])
+
+    def lookup(self, texts: Sequence[str], clip_index: int = -1) -> np.ndarray:
+        """(3, E) float32 for one (left, right, relation) triple."""
+        if self.by_caption is not None:
+            rows = []
+            for text in texts:
+                text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+                if text not in self.by_caption:
+                    raise KeyError(f"{self.path}: no embedding for caption {text!r}")
+                rows.append(self.by_caption[text])
+            return np.stack(rows).astype(np.float32)
+        if not 0 <= clip_index < len(self.by_clip):
+            raise KeyError(f"{self.path}: clip_index {clip_index} outside 0..{len(self.by_clip) - 1}")
+        return self.by_clip[clip_index].astype(np.float32)
+
+
+def load_text_embeddings(path: str) -> TextEmbeddingTable:
+    """Read precomputed text embeddings (pickle-free npz).
+
+    Layout 1, by caption: `captions` (N,) str and `embeddings` (N, E) float.
+    Layout 2, by clip: `left`, `right`, `relation`, each (num_clips, E), indexed by the
+    example's `clip_index` (the clip's position in the split), whatever caption was drawn.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"text embeddings file not found: {path}")
+    with np.load(path, allow_pickle=False) as data:
+        keys = set(data.files)
+        if {"captions", "embeddings"} <= keys:
+            captions = [str(c) for c in data["captions"]]
+            emb = np.asarray(data["embeddings"], np.float32)
+            if emb.ndim != 2 or len(emb) != len(captions):
+                raise ValueError(f"{path}: embeddings {emb.shape} must be (len(captions)={len(captions)}, E)")
+            return TextEmbeddingTable(path, dict(zip(captions, emb)), None)
+        if set(ROLES) <= keys:
+            arrays = [np.asarray(data[r], np.float32) for r in ROLES]
+            if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
+                raise ValueError(f"{path}: left/right/relation must share one (num_clips, E) shape, got {[a.shape for a in arrays]}")
+            return TextEmbeddingTable(path, None, np.stack(arrays, axis=1))
+    raise ValueError(f"{path}: expected fields captions+embeddings or left+right+relation, found {sorted(keys)}")
