@@ -1,0 +1,137 @@
+"""orbax checkpoints of the train state, the grain iterator position and the config.
+
+Layout: `<workdir>/checkpoints/<step>/{state,data,config}`. The state is always restored
+into an abstract target that carries shardings, so a checkpoint written on one mesh loads
+onto any other mesh or device count. Multi-host: the orbax `data` item holds process 0's
+iterator state; other processes keep theirs beside it in `iterator_states/`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def make_manager(workdir: str, keep: int | None = 3, async_save: bool = True,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+    """CheckpointManager over `<workdir>/checkpoints` keeping the newest `keep` steps."""
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=(int(keep) if keep else None), create=not read_only,
+        enable_async_checkpointing=async_save, read_only=read_only)
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def config_to_dict(config: Any) -> dict:
+    if isinstance(config, ml_collections.ConfigDict):
+        return json.loads(config.to_json_best_effort())
+    return json.loads(json.dumps(config, default=str))
+
+
+def _jsonable_iterator_state(state: Any) -> Any:
+    if isinstance(state, bytes):
+        return {"__bytes__": state.decode("latin-1")}
+    return json.loads(json.dumps(state))
+
+
+def _iterator_state_from_json(state: Any) -> Any:
+    if isinstance(state, dict) and set(state) == {"__bytes__"}:
+        return state["__bytes__"].encode("latin-1")
+    return state
+
+
+def _side_state_path(workdir: str, step: int, process: int) -> str:
+    return os.path.join(os.path.abspath(workdir), "iterator_states", f"step_{step}_process_{process}.json")
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, iterator_state: Any,
+         config: Any, workdir: str) -> None:
+    """Save (asynchronously where the manager allows) state + iterator position + config."""
+    data = {"process_count": jax.process_count(),
+            "iterator": _jsonable_iterator_state(copy.deepcopy(iterator_state))}
+    if jax.process_count() > 1:
+        path = _side_state_path(workdir, step, jax.process_index())
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    manager.save(int(step), args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=ocp.args.JsonSave(data),
+        config=ocp.args.JsonSave(config_to_dict(config))))
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any, workdir: str):
+    """(state, iterator_state, config dict) of `step`; state lands in the target's shardings."""
+    out = manager.restore(int(step), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=ocp.args.JsonRestore(),
+        config=ocp.args.JsonRestore()))
+    data = out["data"]
+    if jax.process_count() > 1:
+        with open(_side_state_path(workdir, step, jax.process_index())) as f:
+            data = json.load(f)
+    elif int(data.get("process_count", 1)) != 1:
+        raise ValueError(
+            f"checkpoint {step} in {checkpoint_dir(workdir)} was written by "
+            f"{data['process_count']} processes; resume it with the same number of processes")
+    return out["state"], _iterator_state_from_json(data["iterator"]), out["config"]
+
+
+def all_steps(workdir: str) -> list[int]:
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        return []
+    manager = make_manager(workdir, keep=None, async_save=False, read_only=True)
+    try:
+        return sorted(manager.all_steps())
+    finally:
+        manager.close()
+
+
+def restore_params(workdir: str, step: int | None = None, ema: bool = True,
+                   sharding: jax.sharding.Sharding | None = None):
+    """(config, params, step) from a run directory, for sampling and evaluation.
+
+    Reads the newest step unless `step` is given; `ema=True` gives the EMA parameters.
+    Arrays land replicated on `sharding` (default: the first local device), whatever mesh
+    wrote them.
+    """
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        raise FileNotFoundError(f"no checkpoints in {checkpoint_dir(workdir)}: train first")
+    manager = make_manager(workdir, keep=None, async_save=False, read_only=True)
+    try:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise FileNotFoundError(f"no finished checkpoint in {checkpoint_dir(workdir)}")
+        if step is None:
+            step = steps[-1]
+        elif int(step) not in steps:
+            raise FileNotFoundError(f"checkpoint step {step} not in {checkpoint_dir(workdir)}; have {steps}")
+        meta = manager.item_metadata(int(step))["state"]
+        target_sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        tree = meta.tree if hasattr(meta, "tree") else meta
+        abstract = jax.tree_util.tree_map(
+            lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=target_sharding), tree)
+        out = manager.restore(int(step), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore()))
+    finally:
+        manager.close()
+    state = out["state"]
+    params = state["ema_params"] if ema else state["params"]
+    return ml_collections.ConfigDict(out["config"]), params, int(step)
+
+
+def replicated_on(mesh: jax.sharding.Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())

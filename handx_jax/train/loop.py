@@ -1,0 +1,250 @@
+"""The generic training loop: mesh, sharded jitted step, logs, checkpoints, resume.
+
+Order per step: dispatch the jitted step (asynchronous), fetch the next batch on the host
+while the device works, then read the *previous* step's metrics (so the host never waits
+for the step it just launched), log them and check them for NaN/Inf.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import flags
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from handx_jax.train import checkpoint as ckpt_lib
+from handx_jax.train import flops as flops_lib
+from handx_jax.train import metrics_log
+from handx_jax.train import optim
+from handx_jax.train import sharding as sharding_lib
+from handx_jax.train import state as state_lib
+from handx_jax.train.task import load_task
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced NaN/Inf; the message names the step, the terms and the last checkpoint."""
+
+
+def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    ema_decay: float) -> Callable:
+    """Pure `(state, batch, rng) -> (state, metrics)`; `rng` is this step's key."""
+
+    def train_step(state: state_lib.TrainState, batch: Any, rng: jax.Array):
+        def loss_fn(params):
+            return task.loss(params, batch, rng)
+
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = optim.ema_update(state.ema_params, params, ema_decay)
+        metrics = {"loss": loss, **{k: v for k, v in terms.items() if k != "loss"},
+                   "grad_norm": grad_norm, "lr": schedule(state.step)}
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                                  ema_params=ema)
+        return new_state, metrics
+
+    return train_step
+
+
+class Trainer:
+    """Builds everything a run needs from a config; `train()` below drives it."""
+
+    def __init__(self, config: Any, workdir: str, devices=None):
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        self.config, self.workdir = config, workdir
+        tc = config.train
+        self.task = load_task(config)
+        self.mesh = sharding_lib.make_mesh(config.mesh, devices)
+        self.batch_size = int(tc.batch_size)
+        sharding_lib.check_batch_size(self.batch_size, self.mesh)
+        self.tx, self.schedule = optim.make_optimizer(tc)
+        self.process_count, self.process_index = jax.process_count(), jax.process_index()
+        self.dataset = self.task.train_inputs(
+            batch_size=self.batch_size // self.process_count, seed=int(tc.seed),
+            shard_index=self.process_index, shard_count=self.process_count)
+        self.batch_sharding = sharding_lib.batch_sharding(self.mesh)
+        example = self.to_global(next(iter(self.dataset)))
+        self.batch_spec = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.batch_sharding), example)
+        self.rng = jax.random.PRNGKey(int(tc.seed))
+        self.abstract_state, self.state_shardings = state_lib.abstract_state(
+            self.task, self.tx, self.rng, self.batch_spec, self.mesh)
+        self._example = example
+        self.replicated = sharding_lib.replicated(self.mesh)
+        step_fn = make_train_step(self.task, self.tx, self.schedule, float(tc.get("ema_decay", 0.999)))
+        batch_shardings = jax.tree_util.tree_map(lambda _: self.batch_sharding, self.batch_spec)
+        self.jitted_step = jax.jit(
+            step_fn, in_shardings=(self.state_shardings, batch_shardings, self.replicated),
+            out_shardings=(self.state_shardings, self.replicated), donate_argnums=(0,))
+
+    @contextlib.contextmanager
+    def context(self):
+        """Mesh + logical rules: needed wherever the model is traced."""
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding_lib.LOGICAL_RULES):
+            yield
+
+    def to_global(self, local_batch: dict) -> dict:
+        """Process-local numpy batch -> global jax arrays split over ('data', 'fsdp')."""
+        sharding = sharding_lib.batch_sharding(self.mesh)
+        return jax.tree_util.tree_map(
+            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+    def compile(self):
+        """Ahead-of-time compile of the step (surfaces sharding/memory errors before training)."""
+        key_spec = jax.ShapeDtypeStruct(self.rng.shape, self.rng.dtype, sharding=self.replicated)
+        with self.context():
+            return self.jitted_step.lower(self.abstract_state, self.batch_spec, key_spec).compile()
+
+    def init_state(self) -> state_lib.TrainState:
+        with self.context():
+            return state_lib.create_train_state(self.task, self.tx, self.rng, self._example,
+                                                self.state_shardings)
+
+
+class _StopFlag:
+    """SIGTERM sets it; the loop saves a checkpoint and returns at the next step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(config: Any, workdir: str, *, devices=None) -> dict:
+    """Train `config` in `workdir` (resuming from its newest checkpoint); returns the last
+    logged metrics (plus `preempted: True` when stopped by SIGTERM)."""
+    os.makedirs(workdir, exist_ok=True)
+    tc = config.train
+    trainer = Trainer(config, workdir, devices)
+    is_main = trainer.process_index == 0
+    if is_main:
+        metrics_log.write_config(workdir, config)
+    compiled = trainer.compile()
+    manager = ckpt_lib.make_manager(workdir, keep=tc.get("keep_checkpoints", 3),
+                                    async_save=bool(tc.get("async_checkpoint", True)))
+    iterator = iter(trainer.dataset)
+    latest = manager.latest_step()
+    if latest is not None:
+        state, iterator_state, _ = ckpt_lib.restore(manager, latest, trainer.abstract_state, workdir)
+        iterator.set_state(iterator_state)
+    else:
+        state = trainer.init_state()
+    total = int(tc.steps)
+    step = int(jax.device_get(state.step))
+    base_rng = np.asarray(jax.device_get(state.rng))
+    num_params = state_lib.count_params(state.params)
+    flops_per_example = float(trainer.task.flops_per_example())
+    peak = flops_lib.peak_flops(tc.get("peak_flops", 0.0))
+    log_every = max(int(tc.get("log_every", 10)), 1)
+    ckpt_every = max(int(tc.get("ckpt_every", 1000)), 1)
+    writer = metrics_log.MetricsWriter(workdir, resume_step=step, enabled=is_main)
+    last_good = ckpt_lib.checkpoint_dir(workdir) + f"/{latest}" if latest is not None else None
+    progress = _progress(total, step, enabled=is_main and bool(tc.get("progress", True)))
+
+    def next_batch():
+        local = next(iterator)
+        return trainer.to_global(local), copy.deepcopy(iterator.get_state())
+
+    timer = {"t": time.perf_counter(), "step": step}
+    last = {}
+
+    def handle(pending, force_log=False):
+        """Fetch one step's metrics to the host, guard them, log them."""
+        nonlocal last
+        done_step, metrics_device = pending
+        metrics = {k: float(v) for k, v in jax.device_get(metrics_device).items()}
+        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite values at step {done_step} in {bad} "
+                f"({', '.join(f'{k}={metrics[k]}' for k in bad)}); last good checkpoint: "
+                f"{last_good or 'none (no checkpoint saved yet)'}; lower train.lr or raise "
+                f"train.warmup_steps, then resume from that checkpoint")
+        now = time.perf_counter()
+        elapsed_steps = done_step - timer["step"]
+        if done_step % log_every == 0 or done_step == total or force_log:
+            step_time = (now - timer["t"]) / max(elapsed_steps, 1)
+            samples = done_step * trainer.batch_size
+            throughput = trainer.batch_size / step_time if step_time > 0 else float("nan")
+            record = {"step": done_step, **metrics, "params": num_params, "samples_seen": samples,
+                      "flops_seen": flops_per_example * samples, "step_time": step_time,
+                      "examples_per_s": throughput,
+                      "mfu": flops_per_example * throughput / peak, "wall_time": time.time()}
+            writer.write(record)
+            last = record
+            timer["t"], timer["step"] = now, done_step
+        progress.update(done_step - progress.n)
+        progress.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
+
+    preempted = False
+    try:
+        with _StopFlag() as stop:
+            data_state = copy.deepcopy(iterator.get_state())
+            if step < total:
+                batch, batch_state = next_batch()
+            pending = None
+            while step < total:
+                if stop.requested:
+                    preempted = True
+                    break
+                key = jax.device_put(jax.random.fold_in(base_rng, step), trainer.replicated)
+                state, metrics = compiled(state, batch, key)
+                step += 1
+                data_state = batch_state
+                if step < total:
+                    batch, batch_state = next_batch()   # host work overlaps the device step
+                if pending is not None:
+                    handle(pending)
+                pending = (step, metrics)
+                if step % ckpt_every == 0 or step == total:
+                    handle(pending, force_log=step == total)
+                    pending = None
+                    ckpt_lib.save(manager, step, state, data_state, config, workdir)
+                    last_good = ckpt_lib.checkpoint_dir(workdir) + f"/{step}"
+            if pending is not None:
+                handle(pending, force_log=True)
+                pending = None
+            if preempted and manager.latest_step() != step:
+                ckpt_lib.save(manager, step, state, data_state, config, workdir)
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+        progress.close()
+    out = dict(last)
+    out["final_step"] = step
+    if preempted:
+        out["preempted"] = True
+    return out
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step",
+                dynamic_ncols=True)
