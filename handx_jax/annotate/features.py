@@ -1,0 +1,246 @@
+"""Per-frame motion features of bimanual clips, vectorised over a batch (DESIGN section 6).
+
+Measured the way HandX measures them, so the thresholds mean the same on real data:
+flexion in a hand-local frame projected on its x-z plane with an 11-degree dead zone, the
+thumb with full 3-D angles, spacing between adjacent MCP->PIP vectors, fingertip
+distances, fingertip-to-palm (mean of the 5 nearest palm points), palm-palm (mean of the
+30 closest point pairs), palm relative position and wrist positions. Two differences from
+HandX's released code are deliberate: hyperextension is measurable (signed angles kept),
+and palm points are a fixed barycentric set (reproducible features).
+
+Everything is numpy over arrays shaped (N, T, ...): no loop over frames or clips.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from handx_jax.hand import geometry, skeleton
+
+DEAD_ZONE_RAD = np.deg2rad(11.0)
+PALM_NEAREST = 5  # tip-to-palm: mean of this many nearest palm points
+PALM_PAIRS = 30  # palm-palm: mean of this many closest point pairs
+
+FLEX_FINGERS = skeleton.FINGERS  # thumb, index, middle, ring, pinky
+# Joint names of the three interior joints of every chain (thumb: CMC, MCP, IP).
+FLEX_JOINT_NAMES = (("cmc", "mcp", "ip"), ("mcp", "pip", "dip"), ("mcp", "pip", "dip"),
+                    ("mcp", "pip", "dip"), ("mcp", "pip", "dip"))
+SPACING_PAIRS = (("index", "middle"), ("middle", "ring"), ("ring", "pinky"))
+INTRA_TIPS = ("index", "middle", "ring", "pinky")  # compared with the thumb tip
+
+_CHAIN = np.array([skeleton.CHAINS[f] for f in FLEX_FINGERS])  # (5, 5)
+_TIPS = np.array(skeleton.FINGERTIPS)  # (5,)
+_MCP_PIP = np.array([(skeleton.MCP[f], skeleton.PIP[f]) for f in ("index", "middle", "ring",
+                                                                   "pinky")])
+FEATURE_KEYS = ("flexion", "spacing", "intra_tip_dist", "inter_tip_dist", "tip_palm_dist",
+                "palm_palm_dist", "palm_rel", "wrist")
+
+
+class FeatureError(ValueError):
+    """Motion that cannot be measured (bad shape or non-finite values)."""
+
+
+def _unit(v: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)
+
+
+def local_frames(joints: np.ndarray) -> np.ndarray:
+    """Hand-local rotation (..., 3, 3), rows = local x, y, z axes in world coordinates.
+
+    x along wrist -> middle MCP; z = x cross (wrist -> index MCP); y = z cross x.
+    """
+    wrist = joints[..., 0, :]
+    x = _unit(joints[..., skeleton.MCP["middle"], :] - wrist)
+    z = _unit(np.cross(x, joints[..., skeleton.MCP["index"], :] - wrist))
+    y = np.cross(z, x)
+    return np.stack([x, y, z], axis=-2)
+
+
+def flexion_angles(motion: np.ndarray) -> np.ndarray:
+    """Signed bend angles (N, T, 2, 5, 3) in radians; positive = bent towards the palm.
+
+    Non-thumb joints: angle between incoming and outgoing bones after dropping their local
+    y component, signed by the local y of their cross product (negated for the left hand).
+    Thumb: full 3-D angle; the MCP is signed by the local z of the cross product, the CMC
+    and IP are unsigned. Angles below 11 degrees are set to 0.
+    """
+    rot = local_frames(motion)  # (N, T, 2, 3, 3)
+    local = np.einsum("...ij,...kj->...ki", rot, motion - motion[..., :1, :])  # (N,T,2,21,3)
+    pts = local[..., _CHAIN, :]  # (N, T, 2, 5 fingers, 5 chain joints, 3)
+    bones = pts[..., 1:, :] - pts[..., :-1, :]  # (..., 5, 4, 3)
+    a, b = bones[..., :-1, :], bones[..., 1:, :]  # incoming, outgoing at the 3 interior joints
+    hand_sign = np.array([-1.0, 1.0], dtype=motion.dtype)[:, None, None]  # left negated
+
+    # Non-thumb: project on local x-z.
+    ap, bp = a.copy(), b.copy()
+    ap[..., 1] = 0.0
+    bp[..., 1] = 0.0
+    cos = np.sum(ap * bp, axis=-1) / np.maximum(
+        np.linalg.norm(ap, axis=-1) * np.linalg.norm(bp, axis=-1), 1e-12)
+    angle = np.arccos(np.clip(cos, -1.0, 1.0))
+    cross_y = ap[..., 2] * bp[..., 0] - ap[..., 0] * bp[..., 2]
+    planar = angle * np.where(cross_y < 0, -1.0, 1.0) * hand_sign
+
+    # Thumb: 3-D angle, sign at the MCP from the local z of the cross product.
+    cos3 = np.sum(a * b, axis=-1) / np.maximum(
+        np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+    angle3 = np.arccos(np.clip(cos3, -1.0, 1.0))
+    cross_z = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+    thumb = angle3[..., 0, :].copy()  # (N, T, 2, 3)
+    # Thumb flexion sweeps across the palm towards the little finger: negative local z in
+    # both hands (the local frame mirrors with the hand, so no left/right negation here).
+    thumb_sign = np.where(cross_z[..., 0, 1] < 0, 1.0, -1.0)
+    thumb[..., 1] *= thumb_sign
+    out = planar
+    out[..., 0, :] = thumb
+    out = np.where(np.abs(out) < DEAD_ZONE_RAD, 0.0, out)
+    return out.astype(np.float32)
+
+
+def _angle_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    cos = np.sum(u * v, axis=-1) / np.maximum(
+        np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-12)
+    return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
+def spacing_angles(motion: np.ndarray) -> np.ndarray:
+    """Angles (N, T, 2, 3) between adjacent fingers' MCP->PIP vectors (index-middle, ...)."""
+    vec = motion[..., _MCP_PIP[:, 1], :] - motion[..., _MCP_PIP[:, 0], :]  # (..., 4, 3)
+    return _angle_between(vec[..., :-1, :], vec[..., 1:, :]).astype(np.float32)
+
+
+def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared distances (..., P, Q) between point sets (..., P, 3) and (..., Q, 3)."""
+    out = np.square(a[..., :, None, 0] - b[..., None, :, 0])
+    for c in (1, 2):
+        out += np.square(a[..., :, None, c] - b[..., None, :, c])
+    return out
+
+
+def _mean_smallest(d2: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the square roots of the k smallest values along the last axis."""
+    part = np.partition(d2, k - 1, axis=-1)[..., :k]
+    return np.sqrt(np.maximum(part, 0.0)).mean(axis=-1)
+
+
+def _palm_palm_full(left: np.ndarray, right: np.ndarray, pairs: int) -> np.ndarray:
+    """Exact mean of the `pairs` closest pairs from the full distance matrix.
+
+    Only a k x k block is ranked: a pair among the k closest has its left point among the
+    k points with the smallest nearest-neighbour distance (else k smaller pairs exist in
+    other rows), and likewise its right point.
+    """
+    d2 = _sq_dist(left, right)  # (F, P, Q)
+    k = min(pairs, d2.shape[-1], d2.shape[-2])
+    rows = np.argpartition(d2.min(axis=-1), k - 1, axis=-1)[..., :k]
+    cols = np.argpartition(d2.min(axis=-2), k - 1, axis=-1)[..., :k]
+    lsel = np.take_along_axis(left, rows[..., None], axis=-2)
+    rsel = np.take_along_axis(right, cols[..., None], axis=-2)
+    block = _sq_dist(lsel, rsel).reshape(*d2.shape[:-2], k * k)
+    return _mean_smallest(block, pairs)
+
+
+PALM_BLOCKS = (24, 48)  # candidate block sizes tried before the full 100 x 100 matrix
+
+
+def _palm_palm_block(left: np.ndarray, right: np.ndarray, k: int, pairs: int):
+    """Mean of the `pairs` closest pairs within a k x k candidate block, and exactness.
+
+    With u the unit vector between palm centres, every pair obeys d(i, j) >= s_j - t_i
+    (t, s: projections on u). The block holds the k left points farthest along u and the
+    k right points farthest back; a pair outside it is at least
+    min(s_min - t_(k+1), s_(k+1) - t_max) apart, so the block's answer is exact whenever
+    its `pairs`-th distance is within that bound.
+    """
+    u = right.mean(axis=-2) - left.mean(axis=-2)
+    u /= np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-9)
+    t = np.einsum("fpc,fc->fp", left, u)
+    s = np.einsum("fqc,fc->fq", right, u)
+    rows = np.argpartition(-t, k, axis=-1)
+    cols = np.argpartition(s, k, axis=-1)
+    t_next = np.take_along_axis(t, rows[:, k:k + 1], axis=-1)[:, 0]
+    s_next = np.take_along_axis(s, cols[:, k:k + 1], axis=-1)[:, 0]
+    lsel = np.take_along_axis(left, rows[:, :k, None], axis=-2)
+    rsel = np.take_along_axis(right, cols[:, :k, None], axis=-2)
+    d2 = _sq_dist(lsel, rsel).reshape(left.shape[0], k * k)
+    part = np.sqrt(np.maximum(np.partition(d2, pairs - 1, axis=-1)[:, :pairs], 0.0))
+    bound = np.minimum(s.min(axis=-1) - t_next, s_next - t.max(axis=-1))
+    return part.mean(axis=-1), part.max(axis=-1) <= bound
+
+
+def palm_palm_distance(left_palm: np.ndarray, right_palm: np.ndarray,
+                       pairs: int = PALM_PAIRS) -> np.ndarray:
+    """Exact mean distance of the `pairs` closest (left, right) palm point pairs, (...,).
+
+    Tries small candidate blocks first (`_palm_palm_block`, exact by a projection bound)
+    and only the frames they cannot settle (palms close or overlapping along the line
+    between them) take the full distance matrix.
+    """
+    shape = left_palm.shape[:-2]
+    left = left_palm.reshape(-1, *left_palm.shape[-2:])
+    right = right_palm.reshape(-1, *right_palm.shape[-2:])
+    out = np.zeros(left.shape[0], dtype=np.float32)
+    todo = np.arange(left.shape[0])
+    for k in PALM_BLOCKS:
+        if k >= left.shape[1] or k >= right.shape[1] or k * k < pairs or not todo.size:
+            continue
+        value, exact = _palm_palm_block(left[todo], right[todo], k, pairs)
+        out[todo[exact]] = value[exact]
+        todo = todo[~exact]
+    if todo.size:
+        out[todo] = _palm_palm_full(left[todo], right[todo], pairs)
+    return out.reshape(shape)
+
+
+def check_motion(motion: np.ndarray, source: str = "motion") -> np.ndarray:
+    """Validate and return motion as float32 (N, T, 2, 21, 3); errors name `source`."""
+    motion = np.asarray(motion)
+    if motion.ndim == 4:
+        motion = motion[None]
+    if motion.ndim != 5 or motion.shape[2:] != (2, 21, 3):
+        raise FeatureError(f"{source}: expected motion (N, T, 2, 21, 3), got {motion.shape}")
+    if motion.shape[1] < 2:
+        raise FeatureError(f"{source}: needs at least 2 frames, got {motion.shape[1]}")
+    motion = motion.astype(np.float32, copy=False)
+    bad = ~np.isfinite(motion).reshape(motion.shape[0], -1).all(axis=1)
+    if bad.any():
+        raise FeatureError(f"{source}: clip(s) {np.flatnonzero(bad)[:10].tolist()} hold "
+                           "non-finite joint positions")
+    return motion
+
+
+def extract_features(motion_ntjc: np.ndarray, chunk: int = 256) -> dict[str, np.ndarray]:
+    """Features of clips (N, T, 2, 21, 3) (metres, canonical frame) as arrays with N first.
+
+    Returns `flexion` (N,T,2,5,3) rad, `spacing` (N,T,2,3) rad, `intra_tip_dist`
+    (N,T,2,4) m (thumb tip to index..pinky tips), `inter_tip_dist` (N,T,5,5) m (left tip i
+    to right tip j), `tip_palm_dist` (N,T,2,5) m (a hand's tips to the other palm),
+    `palm_palm_dist` (N,T) m, `palm_rel` (N,T,3) m (right palm centre minus left),
+    `wrist` (N,T,2,3) m. Clips are processed in chunks to bound memory.
+    """
+    motion = check_motion(motion_ntjc)
+    parts = [_extract_chunk(motion[i:i + chunk]) for i in range(0, motion.shape[0], chunk)]
+    if not parts:
+        parts = [_extract_chunk(motion)]
+    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in FEATURE_KEYS}
+
+
+def _extract_chunk(motion: np.ndarray) -> dict[str, np.ndarray]:
+    tips = motion[..., _TIPS, :]  # (N, T, 2, 5, 3)
+    palm = geometry.palm_points(motion)  # (N, T, 2, 100, 3)
+    intra = np.linalg.norm(tips[..., 1:, :] - tips[..., :1, :], axis=-1)
+    inter = np.sqrt(_sq_dist(tips[..., 0, :, :], tips[..., 1, :, :]))
+    other_palm = palm[..., ::-1, :, :]  # hand h's tips against hand 1-h's palm
+    tip_palm = _mean_smallest(_sq_dist(tips, other_palm), PALM_NEAREST)
+    palm_palm = palm_palm_distance(palm[..., 0, :, :], palm[..., 1, :, :])
+    centre = palm.mean(axis=-2)  # (N, T, 2, 3)
+    return {
+        "flexion": flexion_angles(motion),
+        "spacing": spacing_angles(motion),
+        "intra_tip_dist": intra.astype(np.float32),
+        "inter_tip_dist": inter.astype(np.float32),
+        "tip_palm_dist": tip_palm.astype(np.float32),
+        "palm_palm_dist": palm_palm,
+        "palm_rel": (centre[..., 1, :] - centre[..., 0, :]).astype(np.float32),
+        "wrist": motion[..., 0, :].astype(np.float32),
+    }
