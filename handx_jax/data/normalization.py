@@ -1,0 +1,142 @@
+"""Per-feature normalisation statistics over the training split, in one streaming pass.
+
+Chunks of clips are turned into features and merged with Chan et al.'s parallel
+update of (count, mean, M2), so memory stays bounded by one chunk. Standard deviations
+under `STD_FLOOR` become 1 (constant features such as the rotation scalar at the wrist).
+Stored as `DIR/stats_<representation>.npz` (pickle-free).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from handx_jax.data import handx_format, representations, store
+
+STD_FLOOR = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """Per-feature mean and (floored) standard deviation, float32 (F,)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    count: int = 0
+
+    def normalize(self, x):
+        return (x - self.mean) / self.std
+
+    def denormalize(self, x):
+        return x * self.std + self.mean
+
+
+class RunningMoments:
+    """Streaming mean/variance over rows, merged chunk by chunk (float64 accumulators)."""
+
+    def __init__(self, dim: int):
+        self.count = 0
+        self.mean = np.zeros(dim, np.float64)
+        self.m2 = np.zeros(dim, np.float64)
+
+    def update(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, np.float64).reshape(-1, self.mean.shape[0])
+        n = rows.shape[0]
+        if n == 0:
+            return
+        chunk_mean = rows.mean(axis=0)
+        chunk_m2 = ((rows - chunk_mean) ** 2).sum(axis=0)
+        total = self.count + n
+        delta = chunk_mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + chunk_m2 + delta ** 2 * (self.count * n / total)
+        self.count = total
+
+    def stats(self) -> Stats:
+        if self.count == 0:
+            raise ValueError("no rows to compute statistics from")
+        std = np.sqrt(self.m2 / self.count)
+        std = np.where(std < STD_FLOOR, 1.0, std)
+        return Stats(self.mean.astype(np.float32), std.astype(np.float32), self.count)
+
+
+def table_features(table: store.ClipTable, representation: str, start: int = 0,
+                   stop: int | None = None) -> list[np.ndarray]:
+    """Features (T_i, F) float32 of clips start..stop, batched over clips of equal length."""
+    stop = len(table) if stop is None else stop
+    lengths = np.diff(table.offsets[start:stop + 1])
+    out: list[np.ndarray | None] = [None] * (stop - start)
+    for length in np.unique(lengths):
+        members = np.flatnonzero(lengths == length)
+        index = table.offsets[start + members][:, None] + np.arange(length)[None]
+        motion = np.asarray(table.motion[index], np.float32)  # (n, T, 2, 21, 3)
+        feats = representations.to_features(motion, representation).astype(np.float32)
+        for k, m in enumerate(members):
+            out[m] = feats[k]
+    return out
+
+
+def compute_stats(chunks: Iterable[np.ndarray], dim: int) -> Stats:
+    """Stats over an iterable of feature arrays (..., dim)."""
+    moments = RunningMoments(dim)
+    for chunk in chunks:
+        moments.update(chunk)
+    return moments.stats()
+
+
+def compute_table_stats(table: store.ClipTable, representation: str,
+                        chunk_clips: int = 4096, progress: bool = True) -> Stats:
+    """One streaming pass over a clip table: features per chunk, merged moments."""
+    dim = representations.FEATURE_DIMS[representation]
+
+    def chunks():
+        starts = range(0, len(table), chunk_clips)
+        for start in tqdm(starts, desc=f"stats {representation}", disable=not progress,
+                          leave=False):
+            feats = table_features(table, representation, start,
+                                   min(start + chunk_clips, len(table)))
+            yield np.concatenate(feats, axis=0)
+
+    return compute_stats(chunks(), dim)
+
+
+def stats_path(data_dir: str | os.PathLike, representation: str) -> str:
+    return os.path.join(os.fspath(data_dir), f"stats_{representation}.npz")
+
+
+def save_stats(path: str | os.PathLike, stats: Stats, representation: str) -> None:
+    handx_format.atomic_savez(path, {"mean": stats.mean, "std": stats.std,
+                                     "count": np.int64(stats.count),
+                                     "representation": np.array(representation)},
+                              allow_pickle=False)
+
+
+def load_stats(path: str | os.PathLike, representation: str | None = None) -> Stats:
+    path = os.fspath(path)
+    with np.load(path, allow_pickle=False) as data:
+        stored = str(data["representation"])
+        if representation is not None and stored != representation:
+            raise ValueError(f"{path}: statistics are for {stored!r}, not {representation!r}")
+        stats = Stats(data["mean"].astype(np.float32), data["std"].astype(np.float32),
+                      int(data["count"]))
+    dim = representations.FEATURE_DIMS.get(stored)
+    if dim is not None and stats.mean.shape != (dim,):
+        raise ValueError(f"{path}: mean has shape {stats.mean.shape}, expected ({dim},)")
+    return stats
+
+
+def load_or_compute_stats(data_dir: str | os.PathLike, representation: str,
+                          split: str = "train", progress: bool = True) -> Stats:
+    """Stats for `representation` from DIR/stats_<rep>.npz, computed from `split` if missing."""
+    representations._check(representation)
+    path = stats_path(data_dir, representation)
+    if os.path.isfile(path):
+        return load_stats(path, representation)
+    table = store.load_any_table(store.find_split(data_dir, split))
+    stats = compute_table_stats(table, representation, progress=progress)
+    save_stats(path, stats, representation)
+    return stats
