@@ -1,0 +1,497 @@
+"""Scaling-curve fitters: log-linear, saturating power laws and the IsoFLOP recipe.
+
+Every fitter takes plain arrays (one entry per run) and returns a `FitResult`:
+point estimates from a robust fit (Huber loss, several starts), 95 % intervals from a
+residual bootstrap, and flags for outliers and saturation. The data model:
+
+- `loglinear`: y = a * log10(x) + b, with Pearson r (paper Fig. 4).
+- `power`:     y = E + A * x^-alpha.
+- `power2d`:   y = E + A * N^-alpha + B * D^-beta.
+- `isoflop`:   per compute budget C a parabola of y in log10(N); its vertex N*(C); then
+               N*(C) = k * C^a fitted in log space.
+
+Why a residual bootstrap with leverage-corrected residuals: runs in a scaling study are
+few (tens), so resampling whole runs would leave many replicates without the largest
+size, and raw residuals are shrunk by a factor sqrt(1 - h_i); dividing by it restores
+their spread, which is what makes the 95 % intervals cover the truth at small n
+(checked in tests/scaling/test_fit.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import optimize, stats
+
+FORMS = ("loglinear", "power", "power2d", "isoflop")
+
+# Robust scale: 1.4826 * MAD estimates sigma for Gaussian noise; Huber's 1.345 * sigma
+# keeps 95 % efficiency on clean Gaussian data while capping an outlier's pull.
+_MAD_TO_SIGMA = 1.4826
+_HUBER_C = 1.345
+OUTLIER_Z = 3.5
+
+
+@dataclasses.dataclass
+class FitResult:
+    """A fitted curve: estimates, bootstrap intervals and diagnostics."""
+
+    form: str
+    metric: str
+    x: str
+    params: dict[str, float]
+    ci95: dict[str, list[float]]
+    n_runs: int
+    flags: dict
+    r: float | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
+    # Not serialised: bootstrap draws (B, P) and the prediction function for plots.
+    boot: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    predict: Callable | None = dataclasses.field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        out = {
+            "form": self.form,
+            "metric": self.metric,
+            "x": self.x,
+            "params": {k: float(v) for k, v in self.params.items()},
+            "ci95": {k: [float(lo), float(hi)] for k, (lo, hi) in self.ci95.items()},
+            "n_runs": int(self.n_runs),
+            "flags": self.flags,
+        }
+        if self.r is not None:
+            out["r"] = float(self.r)
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+    def band(self, *xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fitted curve and its pointwise 95 % bootstrap band on the given inputs."""
+        names = list(self.params)
+        theta = np.array([self.params[n] for n in names])
+        mid = self.predict(theta, *xs)
+        if self.boot is None or len(self.boot) == 0:
+            return mid, mid, mid
+        draws = np.stack([self.predict(t, *xs) for t in self.boot])
+        low, high = np.nanpercentile(draws, [2.5, 97.5], axis=0)
+        return mid, low, high
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+@dataclasses.dataclass
+class _Model:
+    """A parametric curve in normalised inputs, for the generic robust fitter."""
+
+    names: tuple[str, ...]
+    predict: Callable  # (theta, *inputs) -> y
+    jac: Callable  # (theta, *inputs) -> (n, P)
+    starts: list[np.ndarray]
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+def robust_sigma(residuals: np.ndarray, num_params: int = 0) -> float:
+    """Noise scale from the median absolute deviation, with a small-sample correction."""
+    residuals = np.asarray(residuals, float)
+    n = residuals.size
+    mad = _MAD_TO_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
+    rms = float(np.sqrt(np.sum(residuals**2) / max(n - num_params, 1)))
+    if mad <= 0.0:
+        return rms if rms > 0 else 1e-12
+    # Residuals of a fit with P parameters are shrunk by about sqrt((n - P) / n).
+    return mad * math.sqrt(n / max(n - num_params, 1))
+
+
+def _solve(model: _Model, y: np.ndarray, inputs, theta0, loss: str, f_scale: float):
+    def fun(theta):
+        return model.predict(theta, *inputs) - y
+
+    def jac(theta):
+        return model.jac(theta, *inputs)
+
+    theta0 = np.clip(theta0, model.lower + 1e-12, model.upper - 1e-12)
+    return optimize.least_squares(
+        fun, theta0, jac=jac, bounds=(model.lower, model.upper), loss=loss, f_scale=f_scale,
+        method="trf", x_scale="jac", max_nfev=200,
+    )
+
+
+def _fit_model(model: _Model, y: np.ndarray, inputs, *, loss: str, n_boot: int, seed: int):
+    """Robust fit from several starts, then a residual bootstrap around the estimate.
+
+    Returns (theta, boot draws, residuals, sigma).
+    """
+    y = np.asarray(y, float)
+    best = None
+    for start in model.starts:  # restarts: least squares first to find the basin
+        try:
+            sol = _solve(model, y, inputs, start, "linear", 1.0)
+        except (ValueError, FloatingPointError):
+            continue
+        if np.all(np.isfinite(sol.x)) and (best is None or sol.cost < best.cost):
+            best = sol
+    if best is None:
+        raise RuntimeError("every start of the fit failed (non-finite values)")
+    num_params = len(model.names)
+    sigma = robust_sigma(best.fun, num_params)
+    if loss == "linear":
+        f_scale = 1.0
+        sol = best
+    else:
+        f_scale = _HUBER_C * sigma
+        sol = _solve(model, y, inputs, best.x, loss, f_scale)
+        sigma = robust_sigma(sol.fun, num_params)
+    theta = sol.x
+    fitted = model.predict(theta, *inputs)
+    resid = y - fitted
+
+    # Leverage-corrected, centred residuals; flagged outliers stay out of the pool.
+    jac = model.jac(theta, *inputs)
+    leverage = _leverage(jac)
+    adjusted = resid / np.sqrt(np.clip(1.0 - leverage, 1e-3, None))
+    keep = np.abs(resid) <= OUTLIER_Z * sigma
+    pool = adjusted[keep] if keep.sum() > num_params else adjusted
+    pool = pool - pool.mean()
+
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        y_star = fitted + rng.choice(pool, size=y.size, replace=True)
+        try:
+            boot = _solve(model, y_star, inputs, theta, loss, f_scale)
+        except (ValueError, FloatingPointError):
+            continue
+        if np.all(np.isfinite(boot.x)):
+            draws.append(boot.x)
+    draws = np.array(draws).reshape(-1, num_params)
+    return theta, draws, resid, sigma
+
+
+def _leverage(jac: np.ndarray) -> np.ndarray:
+    """Diagonal of the hat matrix J (J^T J)^+ J^T."""
+    q, _ = np.linalg.qr(jac)
+    return np.sum(q**2, axis=1)
+
+
+def _interval(draws: np.ndarray, theta: np.ndarray, dof: int) -> list[list[float]]:
+    """Bootstrap percentile interval, widened around the estimate by t_{dof} / z.
+
+    The bootstrap spread is driven by a noise scale estimated from `dof` residual degrees
+    of freedom; at tens of runs the normal quantile then undercovers (about 93 % at
+    n = 24, P = 3). Scaling each side by t_{0.975, dof} / z_{0.975} is the usual
+    small-sample correction (it tends to 1 as dof grows).
+    """
+    if len(draws) < 10:
+        return [[float("nan"), float("nan")] for _ in range(draws.shape[1])]
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    widen = stats.t.ppf(0.975, max(dof, 1)) / stats.norm.ppf(0.975)
+    low = theta - (theta - low) * widen
+    high = theta + (high - theta) * widen
+    return [[float(lo), float(hi)] for lo, hi in zip(low, high)]
+
+
+def _outliers(resid: np.ndarray, sigma: float, labels: Sequence[str]) -> list[str]:
+    return [str(labels[i]) for i in np.flatnonzero(np.abs(resid) > OUTLIER_Z * sigma)]
+
+
+def _check_inputs(x: np.ndarray, y: np.ndarray, min_runs: int, what: str):
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{what}: {x.shape[0]} x values but {y.shape[0]} metric values")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError(f"{what}: non-finite x or metric values")
+    if np.any(x <= 0):
+        raise ValueError(f"{what}: x must be positive (it goes through a logarithm)")
+    if x.shape[0] < min_runs:
+        raise ValueError(f"{what}: needs at least {min_runs} runs, got {x.shape[0]}")
+
+
+def _labels(labels, n):
+    return list(labels) if labels is not None else [str(i) for i in range(n)]
+
+
+# -------------------------------------------------------------------------- loglinear
+
+
+def fit_loglinear(x, y, *, metric="metric", x_name="x", labels=None, loss="huber",
+                  n_boot=500, seed=0) -> FitResult:
+    """y = a * log10(x) + b with Pearson r; saturation = top points short of the trend."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    _check_inputs(x, y, 3, "loglinear fit")
+    labels = _labels(labels, len(x))
+    lx = np.log10(x)
+    if np.ptp(lx) == 0:
+        raise ValueError("loglinear fit: all runs have the same x")
+    model = _Model(
+        names=("a", "b"),
+        predict=lambda t, u: t[0] * u + t[1],
+        jac=lambda t, u: np.stack([u, np.ones_like(u)], axis=1),
+        starts=[np.polyfit(lx, y, 1)],
+        lower=np.array([-np.inf, -np.inf]),
+        upper=np.array([np.inf, np.inf]),
+    )
+    theta, draws, resid, sigma = _fit_model(model, y, (lx,), loss=loss, n_boot=n_boot, seed=seed)
+    r = float(np.corrcoef(lx, y)[0, 1]) if np.std(y) > 0 else float("nan")
+    flags = {"outliers": _outliers(resid, sigma, labels),
+             "saturated": _loglinear_saturation(lx, y, sigma, labels)}
+    return FitResult(
+        form="loglinear", metric=metric, x=x_name,
+        params=dict(zip(model.names, map(float, theta))),
+        ci95=dict(zip(model.names, _interval(draws, theta, len(x) - 2))),
+        n_runs=len(x), flags=flags, r=r, boot=draws,
+        predict=lambda t, xs: t[0] * np.log10(xs) + t[1],
+        extra={"sigma": sigma},
+    )
+
+
+def _loglinear_saturation(lx, y, sigma, labels) -> list[str]:
+    """Runs at the largest x that fall more than 2 sigma short of the trend of the rest."""
+    top = lx >= lx.max() - 1e-9
+    rest = ~top
+    if rest.sum() < 3 or np.ptp(lx[rest]) == 0:
+        return []
+    slope, intercept = np.polyfit(lx[rest], y[rest], 1)
+    shortfall = (slope * lx[top] + intercept - y[top]) * np.sign(slope)
+    return [str(labels[i]) for i, s in zip(np.flatnonzero(top), shortfall) if s > 2 * sigma]
+
+
+# ------------------------------------------------------------------------------ power
+
+
+def _power_starts(u: np.ndarray, y: np.ndarray, alphas) -> list[np.ndarray]:
+    """Starts from variable projection: for a fixed alpha, E and A are linear."""
+    starts = []
+    for alpha in alphas:
+        design = np.stack([np.ones_like(u), u**-alpha], axis=1)
+        (e, a), *_ = np.linalg.lstsq(design, y, rcond=None)
+        starts.append(np.array([e, a, alpha]))
+    return starts
+
+
+def fit_power(x, y, *, metric="metric", x_name="x", labels=None, loss="huber",
+              n_boot=500, seed=0) -> FitResult:
+    """y = E + A * x^-alpha (A may be negative for metrics that grow with scale)."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    _check_inputs(x, y, 4, "power fit")
+    if len(np.unique(x)) < 3:
+        raise ValueError("power fit: needs at least 3 distinct x values")
+    labels = _labels(labels, len(x))
+    x0 = float(np.exp(np.mean(np.log(x))))  # fit in x / x0 so A is O(1)
+    u = x / x0
+
+    def predict(t, u):
+        return t[0] + t[1] * u ** -t[2]
+
+    def jac(t, u):
+        p = u ** -t[2]
+        return np.stack([np.ones_like(u), p, -t[1] * p * np.log(u)], axis=1)
+
+    model = _Model(
+        names=("E", "A", "alpha"), predict=predict, jac=jac,
+        starts=_power_starts(u, y, (0.05, 0.2, 0.5, 1.0, 2.0)),
+        lower=np.array([-np.inf, -np.inf, 1e-4]), upper=np.array([np.inf, np.inf, 10.0]),
+    )
+    theta, draws, resid, sigma = _fit_model(model, y, (u,), loss=loss, n_boot=n_boot, seed=seed)
+    # Back to original units: A_x = A_u * x0^alpha.
+    to_orig = lambda t: np.array([t[0], t[1] * x0 ** t[2], t[2]])  # noqa: E731
+    theta_o = to_orig(theta)
+    draws_o = np.array([to_orig(t) for t in draws]).reshape(-1, 3)
+    gap = abs(theta[1]) * (x.max() / x0) ** -theta[2]
+    flags = {
+        "outliers": _outliers(resid, sigma, labels),
+        # Remaining improvement at the largest x is within 2 sigma of the asymptote E.
+        "saturated": bool(gap < 2 * sigma),
+        "reducible_gap_at_max_x": float(gap),
+    }
+    return FitResult(
+        form="power", metric=metric, x=x_name,
+        params=dict(zip(model.names, map(float, theta_o))),
+        ci95=dict(zip(model.names, _interval(draws_o, theta_o, len(x) - 3))),
+        n_runs=len(x), flags=flags, boot=draws_o,
+        predict=lambda t, xs: t[0] + t[1] * np.asarray(xs, float) ** -t[2],
+        extra={"sigma": sigma, "x0": x0},
+    )
+
+
+# ---------------------------------------------------------------------------- power2d
+
+
+def fit_power2d(n, d, y, *, metric="metric", x_name="params,data", labels=None, loss="huber",
+                n_boot=300, seed=0) -> FitResult:
+    """y = E + A * N^-alpha + B * D^-beta over a grid of model sizes N and data sizes D."""
+    n = np.asarray(n, float)
+    d = np.asarray(d, float)
+    y = np.asarray(y, float)
+    _check_inputs(n, y, 6, "power2d fit")
+    _check_inputs(d, y, 6, "power2d fit")
+    if len(np.unique(n)) < 2 or len(np.unique(d)) < 2:
+        raise ValueError("power2d fit: needs at least 2 distinct sizes and 2 distinct data sizes")
+    labels = _labels(labels, len(y))
+    n0 = float(np.exp(np.mean(np.log(n))))
+    d0 = float(np.exp(np.mean(np.log(d))))
+    u, v = n / n0, d / d0
+
+    def predict(t, u, v):
+        return t[0] + t[1] * u ** -t[2] + t[3] * v ** -t[4]
+
+    def jac(t, u, v):
+        p, q = u ** -t[2], v ** -t[4]
+        return np.stack([np.ones_like(u), p, -t[1] * p * np.log(u), q, -t[3] * q * np.log(v)], axis=1)
+
+    starts = []
+    for alpha in (0.1, 0.3, 0.8):
+        for beta in (0.1, 0.3, 0.8):
+            design = np.stack([np.ones_like(u), u**-alpha, v**-beta], axis=1)
+            (e, a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
+            starts.append(np.array([e, a, alpha, b, beta]))
+    model = _Model(
+        names=("E", "A", "alpha", "B", "beta"), predict=predict, jac=jac, starts=starts,
+        lower=np.array([-np.inf, -np.inf, 1e-4, -np.inf, 1e-4]),
+        upper=np.array([np.inf, np.inf, 10.0, np.inf, 10.0]),
+    )
+    theta, draws, resid, sigma = _fit_model(model, y, (u, v), loss=loss, n_boot=n_boot, seed=seed)
+    to_orig = lambda t: np.array([t[0], t[1] * n0 ** t[2], t[2], t[3] * d0 ** t[4], t[4]])  # noqa: E731
+    theta_o = to_orig(theta)
+    draws_o = np.array([to_orig(t) for t in draws]).reshape(-1, 5)
+    gap_n = abs(theta[1]) * (n.max() / n0) ** -theta[2]
+    gap_d = abs(theta[3]) * (d.max() / d0) ** -theta[4]
+    flags = {
+        "outliers": _outliers(resid, sigma, labels),
+        "saturated_in_size": bool(gap_n < 2 * sigma),
+        "saturated_in_data": bool(gap_d < 2 * sigma),
+    }
+    return FitResult(
+        form="power2d", metric=metric, x=x_name,
+        params=dict(zip(model.names, map(float, theta_o))),
+        ci95=dict(zip(model.names, _interval(draws_o, theta_o, len(y) - 5))),
+        n_runs=len(y), flags=flags, boot=draws_o,
+        predict=lambda t, ns, ds: t[0] + t[1] * np.asarray(ns, float) ** -t[2]
+        + t[3] * np.asarray(ds, float) ** -t[4],
+        extra={"sigma": sigma, "n0": n0, "d0": d0},
+    )
+
+
+# ---------------------------------------------------------------------------- isoflop
+
+
+def group_budgets(flops: np.ndarray, tolerance: float = 0.15) -> np.ndarray:
+    """Cluster runs into compute budgets: sorted FLOPs split where the ratio jumps > 1+tol.
+
+    Runs planned for one budget end with slightly different FLOPs (whole steps), so
+    exact equality cannot be used. Returns a budget index per run.
+    """
+    flops = np.asarray(flops, float)
+    order = np.argsort(flops)
+    group = np.zeros(len(flops), int)
+    current = 0
+    for prev, idx in zip(order[:-1], order[1:]):
+        if flops[idx] > flops[prev] * (1.0 + tolerance):
+            current += 1
+        group[idx] = current
+    return group
+
+
+def _vertex(lx, y):
+    c2, c1, c0 = np.polyfit(lx, y, 2)
+    return c2, c1, c0, -c1 / (2 * c2) if c2 != 0 else float("nan")
+
+
+def fit_isoflop(n, flops, y, *, metric="metric", goal="min", labels=None, budgets=None,
+                n_boot=500, seed=0) -> FitResult:
+    """IsoFLOP: per budget a parabola of y in log10(N), its optimum, then N* = k * C^a.
+
+    `goal` says whether the metric is better low ("min": loss, FID) or high ("max": R@k).
+    A budget whose parabola curves the wrong way or has its optimum outside the sizes it
+    sampled is flagged and left out of the power law.
+    """
+    if goal not in ("min", "max"):
+        raise ValueError(f"isoflop fit: goal must be 'min' or 'max', got {goal!r}")
+    n = np.asarray(n, float)
+    flops = np.asarray(flops, float)
+    y = np.asarray(y, float)
+    _check_inputs(n, y, 6, "isoflop fit")
+    _check_inputs(flops, y, 6, "isoflop fit")
+    labels = _labels(labels, len(y))
+    group = group_budgets(flops) if budgets is None else np.unique(np.asarray(budgets), return_inverse=True)[1]
+    lx = np.log10(n)
+    sign = 1.0 if goal == "min" else -1.0
+    per_budget, fitted, resid = [], np.zeros_like(y), np.zeros_like(y)
+    flags = {"wrong_curvature": [], "optimum_outside_range": [], "too_few_sizes": []}
+    for g in np.unique(group):
+        idx = np.flatnonzero(group == g)
+        budget = float(np.exp(np.mean(np.log(flops[idx]))))
+        if len(np.unique(lx[idx])) < 3:
+            flags["too_few_sizes"].append(budget)
+            continue
+        c2, c1, c0, vx = _vertex(lx[idx], y[idx])
+        fitted[idx] = np.polyval([c2, c1, c0], lx[idx])
+        resid[idx] = y[idx] - fitted[idx]
+        entry = {"budget": budget, "group": int(g), "coef": [float(c2), float(c1), float(c0)],
+                 "log10_n_opt": float(vx), "n_runs": int(len(idx)), "used": True}
+        if sign * c2 <= 0:
+            flags["wrong_curvature"].append(budget)
+            entry["used"] = False
+        elif not (lx[idx].min() <= vx <= lx[idx].max()):
+            flags["optimum_outside_range"].append(budget)
+            entry["used"] = False
+        per_budget.append(entry)
+    used = [e for e in per_budget if e["used"]]
+    if len(used) < 2:
+        raise ValueError(
+            f"isoflop fit: needs at least 2 budgets with an interior optimum, got {len(used)} "
+            f"(flags: {flags})")
+
+    def power_from(entries_lc, entries_lopt):
+        a, logk = np.polyfit(entries_lc, entries_lopt, 1)
+        return np.array([10.0**logk, a])
+
+    lc = np.log10([e["budget"] for e in used])
+    lopt = np.array([e["log10_n_opt"] for e in used])
+    theta = power_from(lc, lopt)
+
+    # Bootstrap: resample each budget's leverage-corrected parabola residuals, refit all
+    # replicate parabolas at once (one least-squares solve per budget), then the line.
+    rng = np.random.default_rng(seed)
+    used_idx = [np.flatnonzero(group == e["group"]) for e in used]
+    sigma = robust_sigma(resid[np.concatenate(used_idx)], 3)
+    opts = np.empty((n_boot, len(used_idx)))
+    for j, idx in enumerate(used_idx):
+        vander = np.vander(lx[idx], 3)
+        pool = resid[idx] / np.sqrt(np.clip(1 - _leverage(vander), 1e-3, None))
+        pool = pool - pool.mean()
+        y_star = fitted[idx][None, :] + rng.choice(pool, size=(n_boot, len(idx)), replace=True)
+        coef = np.linalg.lstsq(vander, y_star.T, rcond=None)[0]  # (3, n_boot)
+        c2, c1 = coef[0], coef[1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vx = -c1 / (2 * c2)
+        # A replicate that curves the wrong way has no optimum; clamp far ones to the
+        # sampled range +- 1 decade so a flat replicate cannot send it to infinity.
+        vx = np.clip(vx, lx[idx].min() - 1, lx[idx].max() + 1)
+        opts[:, j] = np.where(sign * c2 > 0, vx, np.nan)
+    good = np.all(np.isfinite(opts), axis=1)
+    design = np.stack([lc, np.ones_like(lc)], axis=1)
+    line = np.linalg.lstsq(design, opts[good].T, rcond=None)[0]  # (2, n_good): a, log10 k
+    draws = np.stack([10.0 ** line[1], line[0]], axis=1) if good.any() else np.zeros((0, 2))
+    draws = np.array(draws).reshape(-1, 2)
+    # Interval in (log10 k, a), where the bootstrap distribution is symmetric; the noise
+    # scale comes from the parabola residuals (runs minus 3 coefficients per budget).
+    dof = sum(len(idx) for idx in used_idx) - 3 * len(used_idx)
+    log_theta = np.array([np.log10(theta[0]), theta[1]])
+    log_draws = np.stack([np.log10(draws[:, 0]), draws[:, 1]], axis=1) if len(draws) else draws
+    ci_log = _interval(log_draws, log_theta, dof)
+    return FitResult(
+        form="isoflop", metric=metric, x="flops",
+        params={"k": float(theta[0]), "a": float(theta[1])},
+        ci95={"k": [10.0**v for v in ci_log[0]], "a": ci_log[1]},
+        n_runs=len(y), flags={**flags, "outliers": _outliers(resid, sigma, labels)},
+        boot=draws,
+        predict=lambda t, cs: t[0] * np.asarray(cs, float) ** t[1],
+        extra={"budgets": per_budget, "goal": goal, "sigma": sigma},
+    )
+
