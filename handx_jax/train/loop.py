@@ -46,7 +46,7 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Sche
             return task.loss(params, batch, rng)
 
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = optim.ema_update(state.ema_params, params, ema_decay)
