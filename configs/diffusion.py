@@ -23,7 +23,6 @@ SIZES = {
 # Parameter counts the paper reports (they include their text cross-attention).
 PAPER_PARAMS = {"XS": 4.63e6, "S": 26.33e6, "M": 38.95e6, "L": 260.97e6}
 OPTIONS = ("size", "data", "runlocal")
-FEATURE_DIMS = {"joint_pos": 126, "joint_pos_w_scalar_rot": 168}
 
 
 def get_config(arg=None):
@@ -50,7 +49,6 @@ def get_config(arg=None):
     c.model.d_model = d
     c.model.mlp_dim = ff
     c.model.num_heads = heads
-    c.model.feature_dim = FEATURE_DIMS["joint_pos_w_scalar_rot"]
     c.model.dropout = 0.0  # >0 enables dropout; its masks cost ~20 % of a CPU step
     c.model.positions = "sinusoidal"  # or "learned"
     c.model.pre_norm = True

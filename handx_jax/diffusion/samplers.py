@@ -75,17 +75,14 @@ def sample(
         idx = steps - 1 - i
         t = jnp.full((b,), tab["timesteps"][idx], jnp.int32)
         x0 = apply_constraint(guided_x0(denoise_fn, x, t, mask_bt, cond_bd, guidance), constraint)
-        ab, ab_prev = tab["alpha_bar"][idx], tab["alpha_bar_prev"][idx]
         z = jax.random.normal(noise_key, x.shape, x.dtype)
         if method == "ddim":
-            eps = (x - jnp.sqrt(ab) * x0) / jnp.sqrt(1.0 - ab)
-            sigma = eta * jnp.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
-            x_prev = jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1.0 - ab_prev - sigma**2, 0.0)) * eps + sigma * z
+            eps = (x - tab["sqrt_alpha_bar"][idx] * x0) / tab["sqrt_one_minus_alpha_bar"][idx]
+            sigma = eta * tab["ddim_sigma"][idx]
+            dir_scale = jnp.sqrt(jnp.maximum(tab["sqrt_one_minus_alpha_bar_prev"][idx] ** 2 - sigma**2, 0.0))
+            x_prev = tab["sqrt_alpha_bar_prev"][idx] * x0 + dir_scale * eps + sigma * z
         else:
-            beta = tab["betas"][idx]
-            coef_x0 = jnp.sqrt(ab_prev) * beta / (1.0 - ab)
-            coef_xt = jnp.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab)
-            x_prev = coef_x0 * x0 + coef_xt * x + jnp.sqrt(tab["posterior_variance"][idx]) * z
+            x_prev = tab["posterior_coef_x0"][idx] * x0 + tab["posterior_coef_xt"][idx] * x + tab["posterior_std"][idx] * z
         return (x_prev, key), None
 
     (x, _), _ = jax.lax.scan(body, (x, rng), jnp.arange(steps))

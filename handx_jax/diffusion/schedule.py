@@ -35,7 +35,21 @@ class Schedule:
         return self.betas * (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar)
 
     def as_jax(self) -> dict[str, jnp.ndarray]:
-        return {
+        """float32 tables; sampler coefficients are formed in float64 first (1 - alpha_bar
+        near t = 0 is ~1e-5 and loses its digits if computed in float32)."""
+        ab, prev = self.alpha_bar, self.alpha_bar_prev
+        coefs = {
+            "sqrt_alpha_bar": np.sqrt(ab),
+            "sqrt_one_minus_alpha_bar": np.sqrt(1.0 - ab),
+            "sqrt_alpha_bar_prev": np.sqrt(prev),
+            "sqrt_one_minus_alpha_bar_prev": np.sqrt(1.0 - prev),
+            "posterior_coef_x0": np.sqrt(prev) * self.betas / (1.0 - ab),
+            "posterior_coef_xt": np.sqrt(1.0 - self.betas) * (1.0 - prev) / (1.0 - ab),
+            "posterior_std": np.sqrt(self.posterior_variance),
+            # DDIM sigma for eta = 1 (scaled by eta at sampling time).
+            "ddim_sigma": np.sqrt((1.0 - prev) / (1.0 - ab) * (1.0 - ab / prev)),
+        }
+        return {k: jnp.asarray(v, jnp.float32) for k, v in coefs.items()} | {
             "betas": jnp.asarray(self.betas, jnp.float32),
             "alpha_bar": jnp.asarray(self.alpha_bar, jnp.float32),
             "alpha_bar_prev": jnp.asarray(self.alpha_bar_prev, jnp.float32),

@@ -42,7 +42,7 @@ class DiffusionTask:
     def dummy_batch(self, batch_size: int = 2) -> dict:
         """A zero batch with the pipeline's numeric fields (for init and shape checks)."""
         c = self.config
-        t, f = int(c.data.seq_len), int(c.model.feature_dim)
+        t, f = int(c.data.seq_len), diffusion_model.feature_dim(c)
         batch = {"motion": np.zeros((batch_size, t, f), np.float32), "mask": np.ones((batch_size, t), np.float32)}
         if diffusion_model.text_source(c) == "tokens":
             for role in tokenizer_lib.ROLES:
@@ -58,11 +58,13 @@ class DiffusionTask:
         batch = self.dummy_batch() if batch is None else batch
         x = jnp.asarray(batch["motion"])
         b = x.shape[0]
-        variables = self.model.init(
-            {"params": rng, "dropout": rng}, x, jnp.zeros((b,), jnp.int32), jnp.asarray(batch["mask"]),
-            text_inputs(batch), jnp.zeros((b,), bool),
-        )
-        return variables["params"]
+
+        def init(rng, x, mask, text):  # jitted: eager init of many small ops is slow on CPU
+            return self.model.init(
+                {"params": rng, "dropout": rng}, x, jnp.zeros((b,), jnp.int32), mask, text, jnp.zeros((b,), bool),
+            )["params"]
+
+        return jax.jit(init)(rng, x, jnp.asarray(batch["mask"]), text_inputs(batch))
 
     # -- training ------------------------------------------------------------------------
     def loss(self, params, batch, rng):

@@ -115,11 +115,21 @@ def text_source(config) -> str:
     return "embeddings" if config.model.get("text_embeddings_path") else "tokens"
 
 
+def feature_dim(config) -> int:
+    """Motion feature width of `config.data.representation` (168 for joint_pos_w_scalar_rot)."""
+    from handx_jax.data.representations import FEATURE_DIMS
+
+    rep = str(config.data.representation)
+    if rep not in FEATURE_DIMS:
+        raise ValueError(f"config.data.representation {rep!r} unknown; choose one of {', '.join(FEATURE_DIMS)}")
+    return FEATURE_DIMS[rep]
+
+
 def model_from_config(config) -> MotionDenoiser:
     """Build the denoiser from `config.model` and `config.data`."""
     m = config.model
     return MotionDenoiser(
-        feature_dim=int(m.feature_dim), num_layers=int(m.num_layers), d_model=int(m.d_model),
+        feature_dim=feature_dim(config), num_layers=int(m.num_layers), d_model=int(m.d_model),
         num_heads=int(m.num_heads), mlp_dim=int(m.mlp_dim), max_len=int(config.data.seq_len),
         dropout_rate=float(m.dropout), positions=str(m.positions), pre_norm=bool(m.pre_norm),
         text_source=text_source(config), vocab_size=int(m.vocab_size), text_max_len=int(m.text_max_len),
@@ -136,7 +146,7 @@ def forward_flops(config) -> float:
     d, ff, layers = int(m.d_model), int(m.mlp_dim), int(m.num_layers)
     per_layer = 2 * s * d * 3 * d + 2 * 2 * s * s * d + 2 * s * d * d + 2 * 2 * s * d * ff
     flops = layers * per_layer
-    f = int(m.feature_dim)
+    f = feature_dim(config)
     flops += 2 * t * f * d * 2  # input and output projections
     flops += 2 * 2 * d * d + 2 * int(m.text_d_model) * d  # timestep MLP, condition projection
     if text_source(config) == "tokens":
