@@ -91,3 +91,40 @@ def still_clip(frames=60, separation=0.3, flex_value=0.2):
     wrist[:, 0, 0] = -separation / 2
     wrist[:, 1, 0] = separation / 2
     return clip(flex, wrist), flex, wrist
+
+
+def random_clip(rng, frames=60):
+    """A clip with random smooth flexion, wrist drift, and injected contacts/hyperextension.
+
+    Contacts are made by moving a fingertip joint onto its partner for a random interval
+    (thumb onto another fingertip of the same hand, or a fingertip onto the centre of the
+    other palm); hyperextension by a negative MCP angle for an interval.
+    """
+    knots = np.linspace(0, frames - 1, 5)
+    flex = np.empty((frames, 2, 5, 3))
+    for h in range(2):
+        for f in range(5):
+            for j in range(3):
+                flex[:, h, f, j] = np.interp(np.arange(frames), knots,
+                                             rng.uniform(0.0, 1.3, size=5))
+    if rng.random() < 0.5:
+        h, f = rng.integers(2), rng.integers(1, 5)
+        s = rng.integers(0, frames - 12)
+        flex[s:s + rng.integers(8, 20), h, f, 0] = -0.6
+        flex[:, h, f, 1:] = np.maximum(flex[:, h, f, 1:], 0.9)
+    wrist = np.zeros((frames, 2, 3))
+    wrist[:, 0, 0], wrist[:, 1, 0] = -0.15, 0.15
+    wrist += np.linspace(0, 1, frames)[:, None, None] * rng.uniform(-0.08, 0.08, size=(1, 2, 3))
+    motion = clip(flex, wrist)
+    for _ in range(rng.integers(0, 3)):  # thumb onto another fingertip of the same hand
+        h, f = rng.integers(2), rng.integers(1, 5)
+        s = int(rng.integers(0, frames - 10))
+        e = s + int(rng.integers(6, 15))
+        motion[s:e, h, 16] = motion[s:e, h, skeleton.FINGERTIPS[f]] + np.float32(0.004)
+    if rng.random() < 0.5:  # a fingertip onto the centre of the other palm
+        h, f = rng.integers(2), rng.integers(0, 5)
+        s = int(rng.integers(0, frames - 10))
+        e = s + int(rng.integers(6, 15))
+        palm_centre = motion[s:e, 1 - h][:, [0, 1, 4, 10, 7]].mean(axis=1)
+        motion[s:e, h, skeleton.FINGERTIPS[f]] = palm_centre + np.float32(0.005)
+    return motion

@@ -1,0 +1,159 @@
+"""Annotate a clip file: features -> events -> reasoner -> captions, written atomically.
+
+No clip is silently dropped and none is written with partial captions: a clip whose
+reasoner fails is listed in the report, and unless `allow_partial` is set the output file
+is not written at all (the LLM cache keeps every answered clip, so a rerun asks only for
+the rest). Output goes to the HandX release format, our `.clips.npz`, or both.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import tempfile
+
+import numpy as np
+from tqdm import tqdm
+
+from handx_jax.annotate import events as events_lib
+from handx_jax.annotate import features as features_lib
+from handx_jax.annotate import reasoner_rules
+from handx_jax.annotate.reasoner_llm import LLMConfig, LLMError, LLMReasoner
+
+BACKENDS = ("rules", "llm")
+
+
+def clip_event_docs(clips: dict[str, dict], batch_size: int = 512,
+                    progress: bool = True, source: str = "clips") -> dict[str, dict]:
+    """Event JSON of every clip; clips of equal length are measured together in batches."""
+    by_length: dict[int, list[str]] = {}
+    for name, clip in clips.items():
+        motion = np.asarray(clip.get("motion"))
+        if motion.ndim != 4 or motion.shape[1:] != (2, 21, 3):
+            raise features_lib.FeatureError(
+                f"{source}: clip {name!r}: motion shape {motion.shape}, expected (T, 2, 21, 3)")
+        by_length.setdefault(motion.shape[0], []).append(name)
+    docs: dict[str, dict] = {}
+    bar = tqdm(total=len(clips), desc="events", unit="clip", disable=not progress)
+    for names in by_length.values():
+        for lo in range(0, len(names), batch_size):
+            chunk = names[lo:lo + batch_size]
+            motion = np.stack([np.asarray(clips[n]["motion"], np.float32) for n in chunk])
+            try:
+                feats = features_lib.extract_features(motion)
+            except features_lib.FeatureError as err:
+                raise features_lib.FeatureError(f"{source}: clips {chunk[:3]}...: {err}") from err
+            for i, name in enumerate(chunk):
+                docs[name] = events_lib.clip_events(feats, i)
+            bar.update(len(chunk))
+    bar.close()
+    return {name: docs[name] for name in clips}
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def output_paths(out: str, fmt: str = "auto") -> dict[str, str]:
+    """Where each format goes: `.clips.npz` -> ours; other names -> HandX (+ ours if both)."""
+    from handx_jax.data import store
+    is_ours = out.endswith(store.CLIPS_SUFFIX)
+    stem = out[: -len(store.CLIPS_SUFFIX)] if is_ours else os.path.splitext(out)[0]
+    if fmt == "auto":
+        fmt = "clips" if is_ours else "both"
+    paths = {}
+    if fmt in ("handx", "both"):
+        paths["handx"] = out if not is_ours else stem + ".npz"
+    if fmt in ("clips", "both"):
+        paths["clips"] = out if is_ours else stem + store.CLIPS_SUFFIX
+    if not paths:
+        raise ValueError(f"unknown output format {fmt!r}; use auto, handx, clips or both")
+    return paths
+
+
+def caption_clips(docs: dict[str, dict], backend: str = "rules", seed: int = 0,
+                  concurrency: int = 4, cache: str | None = None, progress: bool = True,
+                  llm_config: LLMConfig | None = None, template: str | None = None):
+    """Triplets per clip and failures {clip: error}; plus LLM request/cache counts."""
+    captions: dict[str, list] = {}
+    failed: dict[str, str] = {}
+    stats = {"requests": 0, "cache_hits": 0}
+    if backend == "rules":
+        for name, doc in tqdm(docs.items(), desc="captions", unit="clip", disable=not progress):
+            captions[name] = reasoner_rules.describe(doc, seed=seed, name=name)
+        return captions, failed, stats
+    if backend != "llm":
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    reasoner = LLMReasoner(llm_config or LLMConfig(seed=seed), cache_dir=cache, template=template)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = {pool.submit(reasoner.describe, doc): name for name, doc in docs.items()}
+        bar = tqdm(total=len(futures), desc="captions (llm)", unit="clip", disable=not progress)
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                name = futures[future]
+                try:
+                    captions[name] = future.result()
+                except (LLMError, OSError, ValueError) as err:
+                    failed[name] = str(err)
+                bar.update(1)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            bar.close()
+    stats = {"requests": reasoner.client.requests, "cache_hits": reasoner.cache_hits}
+    return {n: captions[n] for n in docs if n in captions}, failed, stats
+
+
+def annotate_file(src: str, out: str, backend: str = "rules", seed: int = 0, *,
+                  fmt: str = "auto", concurrency: int = 4, cache: str | None = None,
+                  allow_partial: bool = False, events_out: str | None = None,
+                  progress: bool = True, llm_config: LLMConfig | None = None,
+                  template: str | None = None, **llm_kwargs) -> dict:
+    """Replace the captions of every clip in `src` with the reasoner's; write `out`.
+
+    Returns a report dict: counts, failed clips with reasons, LLM requests and cache hits,
+    and the files written. `llm_kwargs` are LLMConfig fields (url, model, key_env, ...).
+    """
+    from handx_jax.data import handx_format, store
+    clips = store.load_any(src)
+    docs = clip_event_docs(clips, progress=progress, source=src)
+    if events_out:
+        _atomic_write_text(events_out, "".join(
+            json.dumps({"clip": n, "events": d}) + "\n" for n, d in docs.items()))
+    if backend == "llm" and llm_config is None:
+        llm_config = LLMConfig(seed=seed, **llm_kwargs)
+    captions, failed, stats = caption_clips(docs, backend, seed, concurrency, cache, progress,
+                                            llm_config, template)
+    report = {"source": src, "backend": backend, "clips": len(clips),
+              "annotated": len(captions), "failed": [{"clip": n, "error": e}
+                                                     for n, e in failed.items()],
+              **stats, "written": []}
+    if failed and not allow_partial:
+        report["note"] = ("output not written: some clips failed; rerun to retry them "
+                          "(answered clips come from the cache)")
+        return report
+    annotated = {}
+    for name, clip in clips.items():
+        if name not in captions:
+            continue
+        triplets = captions[name]
+        new = dict(clip)
+        new["left_annotation"] = [t["left"] for t in triplets]
+        new["right_annotation"] = [t["right"] for t in triplets]
+        new["interaction_annotation"] = [t["two_hands_relation"] for t in triplets]
+        annotated[name] = new
+    paths = output_paths(out, fmt)
+    if "handx" in paths:
+        handx_format.save_handx(paths["handx"], annotated)
+    if "clips" in paths:
+        store.save_clips(paths["clips"], annotated)
+    report["written"] = list(paths.values())
+    return report

@@ -1,0 +1,242 @@
+"""LLM reasoner over any OpenAI-compatible chat-completions endpoint (standard library only).
+
+Robust by construction: answers are parsed strictly and validated (exactly five objects
+with non-empty string fields `left`, `right`, `two_hands_relation`); a malformed answer is
+asked again with the validation error, up to a limit; timeouts, HTTP 429 and 5xx are
+retried with exponential backoff and jitter; answers are cached on disk under the sha256
+of (event JSON, prompt template, model), so a rerun asks nothing twice. The API key comes
+from an environment variable whose name is given, never from a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import socket
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from importlib import resources
+
+TRIPLET_KEYS = ("left", "right", "two_hands_relation")
+NUM_TRIPLETS = 5
+PLACEHOLDER = "<<EVENTS_JSON>>"
+
+
+class CaptionFormatError(ValueError):
+    """An answer that is not exactly five well-formed caption objects."""
+
+
+class LLMError(RuntimeError):
+    """The endpoint could not give a valid answer within the retry limits."""
+
+
+def load_template(path: str | None = None) -> str:
+    """The prompt template: a file if given, else the one shipped in the package."""
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    else:
+        text = resources.files("handx_jax.annotate").joinpath("prompt_template.txt").read_text(
+            encoding="utf-8")
+    if PLACEHOLDER not in text:
+        raise ValueError(f"prompt template {path or '(packaged)'} lacks {PLACEHOLDER}")
+    return text
+
+
+def render_prompt(template: str, events: dict) -> str:
+    return template.replace(PLACEHOLDER, json.dumps(events, indent=1))
+
+
+def cache_key(events: dict, template: str, model: str) -> str:
+    """sha256 of (event JSON, prompt template, model)."""
+    payload = json.dumps({"events": events, "template": template, "model": model},
+                         sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def parse_captions(text: str) -> list[dict[str, str]]:
+    """Strictly parse an answer into five triplets; raise CaptionFormatError saying why."""
+    body = text.strip()
+    if body.startswith("```"):  # tolerate one fenced block, nothing else around it
+        lines = body.splitlines()
+        if len(lines) < 2 or not lines[-1].strip().startswith("```"):
+            raise CaptionFormatError("unterminated ``` block")
+        body = "\n".join(lines[1:-1]).strip()
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as err:
+        raise CaptionFormatError(f"not valid JSON: {err}") from None
+    if not isinstance(data, list):
+        raise CaptionFormatError(f"expected a JSON list, got {type(data).__name__}")
+    if len(data) != NUM_TRIPLETS:
+        raise CaptionFormatError(f"expected exactly {NUM_TRIPLETS} objects, got {len(data)}")
+    out = []
+    for k, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise CaptionFormatError(f"item {k + 1} is {type(item).__name__}, not an object")
+        if set(item) != set(TRIPLET_KEYS):
+            raise CaptionFormatError(f"item {k + 1} has keys {sorted(item)}, expected exactly "
+                                     f"{list(TRIPLET_KEYS)}")
+        for key in TRIPLET_KEYS:
+            if not isinstance(item[key], str) or not item[key].strip():
+                raise CaptionFormatError(f"item {k + 1} field {key!r} is not a non-empty string")
+        out.append({key: item[key].strip() for key in TRIPLET_KEYS})
+    return out
+
+
+class DiskCache:
+    """One JSON file per key under `directory/ab/abcdef....json`, written atomically."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.directory, key[:2], key + ".json")
+
+    def get(self, key: str):
+        try:
+            with open(self._path(key), encoding="utf-8") as fh:
+                return json.load(fh)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def put(self, key: str, value) -> None:
+        path = self._path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(value, fh, ensure_ascii=False)
+        os.replace(tmp, path)
+
+
+@dataclasses.dataclass
+class LLMConfig:
+    url: str = "http://127.0.0.1:8000/v1/chat/completions"
+    model: str = "gpt-4o-mini"
+    key_env: str = "OPENAI_API_KEY"
+    timeout: float = 60.0
+    max_retries: int = 5  # transport retries per request (timeouts, 429, 5xx)
+    max_format_retries: int = 2  # re-asks after a malformed answer
+    backoff: float = 1.0  # first backoff in seconds; doubles each retry
+    max_backoff: float = 30.0
+    temperature: float = 0.7
+    seed: int = 0
+
+
+def endpoint(url: str) -> str:
+    """Accept a base URL (`.../v1`) or the full chat-completions URL."""
+    url = url.rstrip("/")
+    return url if url.endswith("/chat/completions") else url + "/chat/completions"
+
+
+class ChatClient:
+    """Minimal chat-completions client with retries, backoff and jitter (thread-safe)."""
+
+    def __init__(self, config: LLMConfig):
+        self.config = config
+        self.url = endpoint(config.url)
+        self.api_key = os.environ.get(config.key_env, "")
+        self._random = random.Random(config.seed)
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
+        delay = min(self.config.max_backoff, self.config.backoff * (2 ** attempt))
+        with self._lock:
+            delay *= 0.5 + self._random.random()  # jitter in [0.5, 1.5)
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), self.config.max_backoff))
+            except ValueError:
+                pass
+        time.sleep(delay)
+
+    def chat(self, messages: list[dict]) -> str:
+        """Content of the first choice; raises LLMError after the retry limit."""
+        body = json.dumps({"model": self.config.model, "messages": messages,
+                           "temperature": self.config.temperature}).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        last = "no attempt"
+        for attempt in range(self.config.max_retries + 1):
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            with self._lock:
+                self.requests += 1
+            retry_after = None
+            try:
+                with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
+                    payload = response.read()
+                try:
+                    return json.loads(payload)["choices"][0]["message"]["content"]
+                except (ValueError, KeyError, IndexError, TypeError) as err:
+                    last = f"malformed response body: {err}"
+            except urllib.error.HTTPError as err:
+                last = f"HTTP {err.code}"
+                if err.code != 429 and err.code < 500:
+                    raise LLMError(f"{self.url}: {last}: {err.read()[:200]!r}") from None
+                retry_after = err.headers.get("Retry-After") if err.headers else None
+            except (socket.timeout, TimeoutError) as err:
+                last = f"timeout after {self.config.timeout}s ({err})"
+            except urllib.error.URLError as err:
+                last = f"connection error: {err.reason}"
+            except (ConnectionError, OSError) as err:
+                last = f"connection error: {err}"
+            if attempt < self.config.max_retries:
+                self._sleep(attempt, retry_after)
+        raise LLMError(f"{self.url}: gave up after {self.config.max_retries + 1} attempts "
+                       f"({last})")
+
+
+class LLMReasoner:
+    """Captions for event JSON through a chat endpoint, with validation, re-asks and cache."""
+
+    def __init__(self, config: LLMConfig, cache_dir: str | None = None,
+                 template: str | None = None):
+        self.config = config
+        self.template = template if template is not None else load_template()
+        self.client = ChatClient(config)
+        self.cache = DiskCache(cache_dir) if cache_dir else None
+        self.cache_hits = 0
+        self._lock = threading.Lock()
+
+    def key(self, events: dict) -> str:
+        return cache_key(events, self.template, self.config.model)
+
+    def cached(self, events: dict):
+        return self.cache.get(self.key(events)) if self.cache else None
+
+    def describe(self, events: dict) -> list[dict[str, str]]:
+        """Five triplets for one clip; raises LLMError when no valid answer comes."""
+        if self.cache:
+            hit = self.cache.get(self.key(events))
+            if hit is not None:
+                with self._lock:
+                    self.cache_hits += 1
+                return parse_captions(json.dumps(hit))
+        messages = [{"role": "user", "content": render_prompt(self.template, events)}]
+        error = None
+        for _ in range(self.config.max_format_retries + 1):
+            answer = self.client.chat(messages)
+            try:
+                triplets = parse_captions(answer)
+            except CaptionFormatError as err:
+                error = err
+                messages = messages + [
+                    {"role": "assistant", "content": answer},
+                    {"role": "user", "content": f"That answer is invalid: {err}. Reply with "
+                     "only a JSON list of exactly five objects, each with the non-empty string "
+                     "fields left, right and two_hands_relation."}]
+                continue
+            if self.cache:
+                self.cache.put(self.key(events), triplets)
+            return triplets
+        raise LLMError(f"no valid answer after {self.config.max_format_retries + 1} tries: "
+                       f"{error}")

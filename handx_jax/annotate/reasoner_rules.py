@@ -1,0 +1,521 @@
+"""Offline rule-based reasoner: event JSON -> five `{left, right, two_hands_relation}` triplets.
+
+Follows the annotation rules of DESIGN section 6: two concise, two moderate and one
+detailed triplet; contacts and hyperextension always reported; a contact replaces any
+proximity statement about the same fingertip; every statement carries a temporal marker;
+flexion per finger (joints only for hyperextended MCP with bent PIP/DIP); similar fingers
+grouped; repetitions counted; no intent. Wording varies with the seed (several phrasings
+per statement) and is deterministic for (seed, clip name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+
+FINGERS = ("thumb", "index", "middle", "ring", "pinky")
+RANK = {"Hyperextended": 0, "Fully extended": 1, "Partially bent": 2, "Fully bent": 3}
+STATE_TEXT = {"Hyperextended": "hyperextended", "Fully extended": "fully extended",
+              "Partially bent": "partially bent", "Fully bent": "fully bent"}
+COUNT = {1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
+CONTACT_WORDS = ("touch", "contact", "meet", "tap", "press")
+SPEED = {"Slow": ("slowly", "gently", "gradually"), "Medium": ("steadily", "at a moderate pace",
+         "at medium speed"), "Fast": ("quickly", "rapidly", "fast")}
+LEVELS = ("concise", "concise", "moderate", "moderate", "detailed")
+
+
+def _rng(seed: int, name: str, k: int) -> np.random.Generator:
+    digest = hashlib.sha256(f"{seed}|{name}|{k}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def join_names(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def marker(start: int, end: int, frames: int, rng, count: int = 1) -> str:
+    """Temporal marker of an interval (or of `count` repeated intervals)."""
+    if count >= 2:
+        return str(rng.choice(["repeatedly", "several times over the clip", "again and again"]))
+    if end - start >= 0.8 * frames:
+        return str(rng.choice(["throughout", "for the whole sequence", "the entire time"]))
+    centre = 0.5 * (start + end)
+    if centre < frames / 3:
+        return str(rng.choice(["initially", "at the beginning", "early on"]))
+    if centre < 2 * frames / 3:
+        return str(rng.choice(["mid-sequence", "in the middle of the motion", "midway"]))
+    return str(rng.choice(["towards the end", "near the end", "late in the sequence"]))
+
+
+def _frames(start: int, end: int) -> str:
+    return f"(frames {start}-{end - 1})" if end - start > 1 else f"(frame {start})"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text
+
+
+def _sentence(text: str) -> str:
+    text = _cap(text.strip())
+    return text if text.endswith(".") else text + "."
+
+
+# ----------------------------------------------------------------------------- hand facts
+def _intra_contacts(hand_ev: dict) -> dict[str, list]:
+    out = {}
+    for key, evs in hand_ev.get("finger_tip_contact", {}).items():
+        names = [n.strip().replace("_tip", "") for n in key.split(",")]
+        finger = [n for n in names if n != "thumb"]
+        out[finger[0] if finger else "thumb"] = [(e["start"], e["end"]) for e in evs]
+    return out
+
+
+def _finger_joints(hand_ev: dict) -> dict[str, dict[str, list]]:
+    out: dict[str, dict[str, list]] = {f: {} for f in FINGERS}
+    for key, evs in hand_ev.get("finger_flexing", {}).items():
+        finger, _, joint = key.partition("_")
+        if finger in out:
+            out[finger][joint] = evs
+    return out
+
+
+def _hyperextensions(joints: dict[str, list]) -> list[tuple[str, int, int, bool]]:
+    """Hyperextended joints of one finger: (joint, start, end, distal joints bent)."""
+    found = []
+    for joint, evs in joints.items():
+        for e in evs:
+            if "Hyperextended" in (e.get("constant_des"), e.get("start_des"), e.get("end_des")):
+                bent = False
+                if joint == "mcp":
+                    for other in ("pip", "dip"):
+                        for o in joints.get(other, []):
+                            des = (o.get("constant_des"), o.get("start_des"), o.get("end_des"))
+                            if o["start"] < e["end"] and e["start"] < o["end"] and \
+                                    any(d in ("Partially bent", "Fully bent") for d in des):
+                                bent = True
+                found.append((joint, e["start"], e["end"], bent))
+    return found
+
+
+def _finger_movements(joints: dict[str, list]) -> list[dict]:
+    """Whole-finger movements: joint state changes of one direction merged over time."""
+    moves = []
+    for evs in joints.values():
+        for e in evs:
+            if "start_des" in e:
+                d = RANK[e["end_des"]] - RANK[e["start_des"]]
+                moves.append({"dir": "bend" if d > 0 else "straighten", "start": e["start"],
+                              "end": e["end"], "from": e["start_des"], "to": e["end_des"],
+                              "speed": e["v_des"]})
+    moves.sort(key=lambda m: m["start"])
+    merged: list[dict] = []
+    for m in moves:
+        last = merged[-1] if merged else None
+        if last and last["dir"] == m["dir"] and m["start"] <= last["end"]:
+            last["end"] = max(last["end"], m["end"])
+            if RANK[m["to"]] * (1 if m["dir"] == "bend" else -1) > \
+                    RANK[last["to"]] * (1 if m["dir"] == "bend" else -1):
+                last["to"] = m["to"]
+            if m["speed"] == "Fast":
+                last["speed"] = "Fast"
+        else:
+            merged.append(dict(m))
+    return merged
+
+
+def _finger_hold(joints: dict[str, list]) -> str | None:
+    """Dominant held state of a finger (mean rank of its joints' longest constant states)."""
+    ranks = []
+    for evs in joints.values():
+        consts = [e for e in evs if "constant_des" in e and e["constant_des"] != "Hyperextended"]
+        if consts:
+            best = max(consts, key=lambda e: e["end"] - e["start"])
+            ranks.append(RANK[best["constant_des"]])
+    if not ranks:
+        return None
+    rank = int(round(float(np.mean(ranks))))
+    return [k for k, v in RANK.items() if v == max(rank, 1)][0]
+
+
+def _hand_statements(hand_ev: dict, frames: int, level: str, rng, who: str) -> list[str]:
+    """Sentences about one hand, most important first."""
+    out = []
+    # contacts between the thumb and the other fingertips
+    contacts = _intra_contacts(hand_ev)
+    groups: dict[tuple, list[str]] = {}
+    for finger, ivs in contacts.items():
+        if len(ivs) >= 2:
+            key = ("repeat", len(ivs))
+        else:
+            key = ("once", marker(ivs[0][0], ivs[0][1], frames, rng))
+        groups.setdefault(key, []).append((finger, ivs))
+    for key, items in groups.items():
+        fingers = join_names([f for f, _ in items])
+        tips = "tip" if len(items) == 1 else "tips"
+        if key[0] == "repeat":
+            count = COUNT.get(key[1], f"{key[1]} times")
+            text = str(rng.choice([f"the thumb repeatedly taps the {fingers} {tips}, {count}",
+                                   f"the thumb repeatedly touches the {fingers} {tips}, "
+                                   f"{count} in all",
+                                   f"the thumb and the {fingers} {tips} meet {count}, "
+                                   "again and again"]))
+        else:
+            text = str(rng.choice([f"{key[1]}, the thumb touches the {fingers} {tips}",
+                                   f"{key[1]}, the thumb tip makes contact with the {fingers} "
+                                   f"{tips}",
+                                   f"the thumb meets the {fingers} {tips} {key[1]}"]))
+        if level == "detailed":
+            if len(items) == 1:
+                text += " " + ", ".join(_frames(s, e) for s, e in items[0][1])
+            else:
+                text += " (" + "; ".join(f"{f} " + ", ".join(_frames(s, e)[1:-1] for s, e in ivs)
+                                         for f, ivs in items) + ")"
+        out.append(_sentence(text))
+    # hyperextension, finger-level unless MCP hyperextended over bent distal joints
+    fingers = _finger_joints(hand_ev)
+    for finger, joints in fingers.items():
+        for joint, s, e, bent in _hyperextensions(joints):
+            when = marker(s, e, frames, rng)
+            if joint == "mcp" and bent:
+                text = str(rng.choice([
+                    f"{when}, the {finger} finger hyperextends at the base knuckle while its "
+                    "middle and end joints stay bent",
+                    f"{when}, the {finger} finger's base joint is hyperextended and its outer "
+                    "joints remain bent"]))
+            else:
+                text = str(rng.choice([f"{when}, the {finger} finger is hyperextended",
+                                       f"the {finger} finger bends backwards into "
+                                       f"hyperextension {when}",
+                                       f"{when}, the {finger} finger hyperextends"]))
+            if level == "detailed":
+                text += " " + _frames(s, e)
+            out.append(_sentence(text))
+    # whole-finger flexion, similar fingers grouped, repetitions counted
+    sigs: dict[tuple, list[str]] = {}
+    for finger, joints in fingers.items():
+        moves = _finger_movements(joints)
+        if not moves:
+            if _hyperextensions(joints):
+                continue  # reported above
+            hold = _finger_hold(joints)
+            if hold:
+                sigs.setdefault(("hold", hold), []).append(finger)
+            continue
+        bends = sum(m["dir"] == "bend" for m in moves)
+        straightens = len(moves) - bends
+        if bends >= 2 or straightens >= 2:
+            fast = "Fast" if any(m["speed"] == "Fast" for m in moves) else moves[0]["speed"]
+            sigs.setdefault(("cycle", max(bends, straightens), fast), []).append(finger)
+        else:
+            m = moves[0] if len(moves) == 1 else moves
+            if isinstance(m, list):
+                sigs.setdefault(("pair", m[0]["dir"], m[1]["dir"],
+                                 marker(m[0]["start"], m[1]["end"], frames, rng)),
+                                []).append(finger)
+            else:
+                sigs.setdefault(("move", m["dir"], m["from"], m["to"], m["speed"],
+                                 marker(m["start"], m["end"], frames, rng),
+                                 (m["start"], m["end"]) if level == "detailed" else None),
+                                []).append(finger)
+    flex_sentences = []
+    for sig, group in sigs.items():
+        names = join_names(group)
+        noun = "finger" if len(group) == 1 else "fingers"
+        if group == ["thumb"]:
+            names, noun = "thumb", ""
+        if len(group) == 5:
+            names, noun = "all", "fingers"
+        verb_s = "s" if len(group) == 1 else ""
+        if sig[0] == "hold":
+            state = STATE_TEXT[sig[1]]
+            when = str(rng.choice(["throughout", "for the whole clip", "the entire time"]))
+            text = str(rng.choice([f"the {names} {noun} stay{verb_s} {state} {when}",
+                                   f"the {names} {noun} remain{verb_s} {state} {when}"]))
+            flex_sentences.append((0, _sentence(text)))
+        elif sig[0] == "cycle":
+            count = COUNT.get(sig[1], f"{sig[1]} times")
+            text = str(rng.choice([
+                f"the {names} {noun} repeatedly bend{verb_s} and straighten{verb_s}, "
+                f"{count} {SPEED[sig[2]][0]}",
+                f"the {names} {noun} flex{'es' if len(group) == 1 else ''} and extend{verb_s} "
+                f"{count} in a row, {SPEED[sig[2]][1]}"]))
+            flex_sentences.append((3, _sentence(text)))
+        elif sig[0] == "pair":
+            first = "bend" if sig[1] == "bend" else "straighten"
+            second = "straighten" if first == "bend" else "bend"
+            text = f"{sig[3]}, the {names} {noun} {first}{verb_s} and then {second}{verb_s}"
+            flex_sentences.append((2, _sentence(text)))
+        else:
+            _, d, a, b, speed, when, span = sig
+            verb = ("bend" if d == "bend" else "straighten") + verb_s
+            text = str(rng.choice([
+                f"{when}, the {names} {noun} {verb} {str(rng.choice(SPEED[speed]))} from "
+                f"{STATE_TEXT[a]} to {STATE_TEXT[b]}",
+                f"the {names} {noun} {verb} from {STATE_TEXT[a]} to {STATE_TEXT[b]} {when}"]))
+            if span is not None:
+                text += " " + _frames(*span)
+            flex_sentences.append((1 + (speed == "Fast"), _sentence(text)))
+    flex_sentences.sort(key=lambda x: -x[0])
+    keep = {"concise": 1, "moderate": 3, "detailed": len(flex_sentences)}[level]
+    out.extend(s for _, s in flex_sentences[:keep])
+    if level != "concise":
+        out.extend(_spacing_statements(hand_ev, frames, level, rng))
+        out.extend(_wrist_statements(hand_ev, frames, level, rng))
+    if not out:
+        out.append(_sentence(str(rng.choice(["the hand stays still throughout",
+                                             "the hand holds its pose for the whole clip"]))))
+    return out
+
+
+def _spacing_statements(hand_ev: dict, frames: int, level: str, rng) -> list[str]:
+    out = []
+    for pair, evs in hand_ev.get("finger_spacing", {}).items():
+        a, b = [p.strip() for p in pair.split(",")]
+        for e in evs:
+            if "start_des" not in e:
+                continue
+            when = marker(e["start"], e["end"], frames, rng)
+            if e["end_des"] == "Open":
+                text = f"{when}, the {a} and {b} fingers spread apart {SPEED[e['v_des']][0]}"
+            else:
+                text = f"{when}, the {a} and {b} fingers close together {SPEED[e['v_des']][0]}"
+            if level == "detailed":
+                text += " " + _frames(e["start"], e["end"])
+            out.append(_sentence(text))
+    return out if level == "detailed" else out[:1]
+
+
+WRIST_WORDS = {"left-to-right": "to the right", "right-to-left": "to the left",
+               "back-to-front": "forward", "front-to-back": "backward",
+               "down-to-up": "upward", "up-to-down": "downward"}
+
+
+def _wrist_statements(hand_ev: dict, frames: int, level: str, rng) -> list[str]:
+    out = []
+    for axis, evs in hand_ev.get("wrist_trajectory", {}).items():
+        dirs = [e["direction"] for e in evs]
+        if len(evs) >= 3 and level != "detailed":
+            words = join_names(sorted({WRIST_WORDS[d] for d in dirs}))
+            out.append(_sentence(f"the wrist moves back and forth ({words}) {len(evs)} times"))
+            continue
+        for e in evs:
+            when = marker(e["start"], e["end"], frames, rng)
+            text = str(rng.choice([
+                f"{when}, the hand moves {WRIST_WORDS[e['direction']]} {SPEED[e['v_des']][0]}",
+                f"the wrist travels {WRIST_WORDS[e['direction']]} {SPEED[e['v_des']][1]} {when}"]))
+            if level == "detailed":
+                text += " " + _frames(e["start"], e["end"])
+            out.append(_sentence(text))
+    return out if level == "detailed" else out[:2]
+
+
+# ------------------------------------------------------------------------- relation facts
+def _parse_tip(name: str) -> tuple[str, str]:
+    hand, finger, _ = name.strip().split("_")
+    return hand, finger
+
+
+def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
+    out = []
+    contact_tips: set[tuple[str, str]] = set()
+    # fingertip-fingertip contacts across hands, grouped by the left fingertip
+    by_left: dict[tuple, list] = {}
+    for key, evs in rel.get("finger_tip_contact", {}).items():
+        left, right = [_parse_tip(n) for n in key.split(",")]
+        contact_tips.update([left, right])
+        ivs = [(e["start"], e["end"]) for e in evs]
+        when = (marker(ivs[0][0], ivs[0][1], frames, rng) if len(ivs) == 1
+                else f"{COUNT.get(len(ivs), f'{len(ivs)} times')}")
+        by_left.setdefault((left[1], when, len(ivs)), []).append((right[1], ivs))
+    for (lf, when, n), items in by_left.items():
+        rights = join_names([r for r, _ in items])
+        tips = "tip" if len(items) == 1 else "tips"
+        if n >= 2:
+            text = f"the left {lf} fingertip taps the right {rights} {tips} {when}"
+        else:
+            text = str(rng.choice([f"{when}, the left {lf} fingertip touches the right {rights} "
+                                   f"{tips}",
+                                   f"the left {lf} fingertip makes contact with the right "
+                                   f"{rights} {tips} {when}"]))
+        if level == "detailed":
+            text += " " + ", ".join(_frames(s, e) for _, ivs in items for s, e in ivs)
+        out.append(_sentence(text))
+    # fingertip-palm: contacts (grouped per hand and time), proximity only without contact
+    palm_contacts: dict[tuple, list[str]] = {}
+    near: dict[tuple, list[str]] = {}
+    for key, evs in rel.get("finger_palm_distance", {}).items():
+        tip_name, palm_name = [n.strip() for n in key.split(",")]
+        hand, finger = _parse_tip(tip_name)
+        other = palm_name.split("_")[0]
+        cts = [e for e in evs if e.get("constant_des") == "Contact"]
+        if cts:
+            contact_tips.add((hand, finger))
+            when = (marker(cts[0]["start"], cts[0]["end"], frames, rng) if len(cts) == 1
+                    else COUNT.get(len(cts), f"{len(cts)} times"))
+            span = ", ".join(_frames(e["start"], e["end"]) for e in cts)
+            palm_contacts.setdefault((hand, other, when, len(cts)), []).append((finger, span))
+        else:
+            nears = [e for e in evs if "Near" in (e.get("constant_des"), e.get("end_des"))]
+            if nears:
+                near.setdefault((hand, other, marker(nears[0]["start"], nears[-1]["end"],
+                                                     frames, rng)), []).append(finger)
+    for (hand, other, when, n), items in palm_contacts.items():
+        fingers = [f for f, _ in items]
+        one = len(fingers) == 1
+        tips = "fingertip" if one else "fingertips"
+        touch, press = ("touches", "presses") if one else ("touch", "press")
+        names = join_names(fingers)
+        if n >= 2:
+            text = f"the {hand} {names} {tips} repeatedly {touch} the {other} palm, {when}"
+        else:
+            text = str(rng.choice([f"{when}, the {hand} {names} {tips} {touch} the {other} palm",
+                                   f"the {hand} {names} {tips} {press} against the {other} "
+                                   f"palm {when}"]))
+        if level == "detailed":
+            text += " " + "; ".join(span for _, span in items)
+        out.append(_sentence(text))
+    if level != "concise":
+        for (hand, other, when), fingers in near.items():
+            fingers = [f for f in fingers if (hand, f) not in contact_tips]
+            if fingers:
+                tips = "fingertip comes" if len(fingers) == 1 else "fingertips come"
+                out.append(_sentence(f"{when}, the {hand} {join_names(fingers)} {tips} close "
+                                     f"to the {other} palm"))
+    # palm-palm
+    for evs in rel.get("palm_palm_distance", {}).values():
+        cts = [e for e in evs if e.get("constant_des") == "Contact"]
+        for e in cts:
+            when = marker(e["start"], e["end"], frames, rng)
+            text = str(rng.choice([f"{when}, the palms press together",
+                                   f"the palms touch each other {when}"]))
+            if level == "detailed":
+                text += " " + _frames(e["start"], e["end"])
+            out.append(_sentence(text))
+        moves = [e for e in evs if "start_des" in e]
+        if moves and (level != "concise" or not cts):
+            for e in moves[: (len(moves) if level == "detailed" else 1)]:
+                when = marker(e["start"], e["end"], frames, rng)
+                closer = PALM_RANK[e["end_des"]] < PALM_RANK[e["start_des"]]
+                verb = "approach each other" if closer else "move apart"
+                out.append(_sentence(f"{when}, the hands {verb} {SPEED[e['v_des']][0]}, from "
+                                     f"{e['start_des'].lower()} to {e['end_des'].lower()} range"))
+        elif not cts:
+            consts = [e for e in evs if "constant_des" in e]
+            if consts:
+                e = max(consts, key=lambda e: e["end"] - e["start"])
+                word = {"Far": "far apart", "Medium": "a moderate distance apart",
+                        "Near": "close together", "Contact": "in contact"}[e["constant_des"]]
+                when = marker(e["start"], e["end"], frames, rng)
+                out.append(_sentence(str(rng.choice([f"the hands stay {word} {when}",
+                                                     f"{when}, the hands remain {word}"]))))
+    out.extend(_position_statements(rel.get("palm_palm_relative_position", {}), frames, level,
+                                    rng))
+    return out
+
+
+PALM_RANK = {"Contact": 0, "Near": 1, "Medium": 2, "Far": 3}
+POSITION_WORDS = {"RIGHT": "to the right of", "LEFT": "to the left of", "FRONT": "in front of",
+                  "BACK": "behind", "UP": "above", "DOWN": "below"}
+
+
+def _position_statements(pos: dict, frames: int, level: str, rng) -> list[str]:
+    steady, changes = [], []
+    for axis, evs in pos.items():
+        words = []
+        for e in evs:
+            match = re.search(r"to the (\w+) of", e["constant_des"])
+            words.append((POSITION_WORDS[match.group(1)] if match else None, e))
+        named = [(w, e) for w, e in words if w]
+        if not named:
+            continue
+        if len({w for w, _ in named}) == 1 and \
+                sum(e["end"] - e["start"] for _, e in named) >= 0.8 * frames:
+            steady.append(named[0][0])
+        elif len(named) >= 2 and named[0][0] != named[-1][0]:
+            changes.append((named[0][0], named[-1][0]))
+        else:
+            w, e = max(named, key=lambda x: x[1]["end"] - x[1]["start"])
+            changes.append((w, e))
+    out = []
+    if steady and (level != "concise" or True):
+        when = str(rng.choice(["throughout", "the whole time", "for the entire clip"]))
+        out.append(_sentence(str(rng.choice([
+            f"the right hand stays {join_names(steady)} the left hand {when}",
+            f"{when}, the right hand is positioned {join_names(steady)} the left"]))))
+    if level != "concise":
+        for first, last in changes:
+            if isinstance(last, dict):
+                when = marker(last["start"], last["end"], frames, rng)
+                out.append(_sentence(f"{when}, the right hand is {first} the left hand"))
+            else:
+                out.append(_sentence(f"initially the right hand is {first} the left hand, and "
+                                     f"towards the end it is {last} it"))
+    return out
+
+
+# ------------------------------------------------------------------------------- captions
+def describe(doc: dict, seed: int = 0, name: str = "") -> list[dict[str, str]]:
+    """Five caption triplets for one clip's event JSON (deterministic for seed and name)."""
+    frames = int(doc["frame_count"])
+    out = []
+    for k, level in enumerate(LEVELS):
+        rng = _rng(seed, name, k)
+        left = _hand_statements(doc["left_hand_events"], frames, level, rng, "left")
+        right = _hand_statements(doc["right_hand_events"], frames, level, rng, "right")
+        rel = _relation_statements(doc["two_hand_relationships"], frames, level, rng)
+        if not rel:
+            rel = [_sentence("the hands do not interact")]
+        left, right = [re.sub(r"\s+", " ", " ".join(x)).replace(" ,", ",").replace(" .", ".")
+                       .replace("The all ", "All ").replace("the all ", "all ")
+                       for x in (left, right)]
+        out.append({"left": left, "right": right,
+                    "two_hands_relation": " ".join(rel)})
+    return out
+
+
+# ------------------------------------------------------------------- critical-event check
+def critical_events(doc: dict) -> list[tuple[str, tuple[str, ...], str]]:
+    """Contacts and hyperextensions of a clip: (text field, required words, label)."""
+    found = []
+    for side in ("left", "right"):
+        hand_ev = doc[f"{side}_hand_events"]
+        for finger in _intra_contacts(hand_ev):
+            found.append((side, ("thumb", finger), f"{side} thumb-{finger} contact"))
+        for finger, joints in _finger_joints(hand_ev).items():
+            if _hyperextensions(joints):
+                found.append((side, (finger, "hyperext"), f"{side} {finger} hyperextension"))
+    rel = doc["two_hand_relationships"]
+    for key in rel.get("finger_tip_contact", {}):
+        (lh, lf), (rh, rf) = [_parse_tip(n) for n in key.split(",")]
+        found.append(("two_hands_relation", ("left", lf, "right", rf), f"{key} contact"))
+    for key, evs in rel.get("finger_palm_distance", {}).items():
+        if any(e.get("constant_des") == "Contact" for e in evs):
+            tip, palm = [n.strip() for n in key.split(",")]
+            hand, finger = _parse_tip(tip)
+            found.append(("two_hands_relation", (hand, finger, palm.split("_")[0] + " palm"),
+                          f"{key} contact"))
+    for evs in rel.get("palm_palm_distance", {}).values():
+        if any(e.get("constant_des") == "Contact" for e in evs):
+            found.append(("two_hands_relation", ("palms",), "palm-palm contact"))
+    return found
+
+
+def missing_critical(doc: dict, triplets: list[dict[str, str]]) -> list[str]:
+    """Critical events some triplet fails to mention (a sentence naming all its words and a
+    contact verb, or 'hyperext' for hyperextension)."""
+    missing = []
+    for field, words, label in critical_events(doc):
+        for k, triplet in enumerate(triplets):
+            sentences = re.split(r"(?<=\.)\s+", triplet[field].lower())
+            ok = any(all(w in s for w in words) and
+                     ("hyperext" in words or any(v in s for v in CONTACT_WORDS))
+                     for s in sentences)
+            if not ok:
+                missing.append(f"triplet {k + 1}: {label}")
+    return missing
