@@ -1,0 +1,109 @@
+"""`handx sample` (text-to-motion from a trained run) and `handx render` (skeleton GIF)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def register(subparsers) -> None:
+    s = subparsers.add_parser("sample", help="generate motions for a text prompt from a trained run",
+                              description="Sample motions from a diffusion run; writes HandX-format npz.")
+    s.add_argument("--workdir", required=True, help="run directory with checkpoints/")
+    s.add_argument("--left", default="", help="left-hand description")
+    s.add_argument("--right", default="", help="right-hand description")
+    s.add_argument("--relation", default="", help="two-hand relation description")
+    s.add_argument("--prompts", help="JSONL file of {\"left\", \"right\", \"relation\"} objects (instead of the flags)")
+    s.add_argument("--num", type=int, default=1, help="samples per prompt (default 1)")
+    s.add_argument("--steps", type=int, default=50, help="respaced sampling steps (default 50)")
+    s.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5; 1 = off)")
+    s.add_argument("--method", choices=("ddim", "ddpm"), default="ddim")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=int, default=64, help="samples per compiled batch")
+    s.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+    s.add_argument("--no-ema", action="store_true", help="use the raw rather than the EMA parameters")
+    s.add_argument("--out", required=True, help="output .npz (HandX release format)")
+    s.set_defaults(func=run_sample)
+
+    r = subparsers.add_parser("render", help="draw both hands' skeletons of a clip as a GIF",
+                              description="Render a clip of a HandX-format (or .clips.npz) file to a GIF.")
+    r.add_argument("path", help="input .npz (HandX format or .clips.npz)")
+    r.add_argument("--out", required=True, help="output .gif")
+    r.add_argument("--clip", default=None, help="clip name (default: the first)")
+    r.add_argument("--fps", type=int, default=30)
+    r.set_defaults(func=run_render)
+
+
+def read_prompts(args) -> list[tuple[str, str, str]]:
+    if args.prompts:
+        out = []
+        with open(args.prompts) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    out.append((str(obj.get("left", "")), str(obj.get("right", "")), str(obj.get("relation", ""))))
+                except (json.JSONDecodeError, AttributeError) as err:
+                    raise ValueError(f"{args.prompts}:{n}: not a JSON object ({err})") from None
+        if not out:
+            raise ValueError(f"{args.prompts}: no prompts")
+        return out
+    if not (args.left or args.right or args.relation):
+        raise ValueError("give --left/--right/--relation or --prompts")
+    return [(args.left, args.right, args.relation)]
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from handx_jax import jax_setup
+
+    jax_setup.setup()
+    from handx_jax.data.handx_format import save_handx
+    from handx_jax.diffusion.sampling import sample_from_workdir
+
+    try:
+        prompts = read_prompts(args)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.num < 1 or args.steps < 1:
+        print("error: --num and --steps must be >= 1", file=sys.stderr)
+        return 2
+    motion = sample_from_workdir(
+        args.workdir, prompts, num_per_text=args.num, steps=args.steps, guidance=args.guidance,
+        seed=args.seed, method=args.method, batch_size=args.batch_size, step=args.step,
+        ema=not args.no_ema, progress=True,
+    )
+    clips = {}
+    for i, (left, right, relation) in enumerate(prompts):
+        for j in range(args.num):
+            clips[f"sample_{i:04d}_{j:03d}"] = {
+                "motion": motion[i * args.num + j], "left_annotation": [left],
+                "right_annotation": [right], "interaction_annotation": [relation],
+            }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    save_handx(args.out, clips)
+    print(f"wrote {len(clips)} clips of shape {tuple(motion.shape[1:])} to {args.out}")
+    return 0
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from handx_jax.data import store
+    from handx_jax.diffusion.render import render_gif
+
+    clips = store.load_any(args.path)
+    if not clips:
+        print(f"error: {args.path} holds no clips", file=sys.stderr)
+        return 2
+    name = args.clip or next(iter(clips))
+    if name not in clips:
+        print(f"error: {args.path} has no clip {name!r} (first few: {', '.join(list(clips)[:5])})", file=sys.stderr)
+        return 2
+    clip = clips[name]
+    title = " | ".join(str(clip[k][0]) for k in ("left_annotation", "right_annotation", "interaction_annotation")
+                       if clip.get(k))
+    render_gif(clip["motion"], args.out, title=f"{name}: {title}" if title else name, fps=args.fps)
+    print(f"wrote {args.out} ({clip['motion'].shape[0]} frames of {name})")
+    return 0

@@ -1,0 +1,121 @@
+"""Text-to-motion sampling: from (task, params) or straight from a run directory.
+
+`sample(task, params, text_batch, ...)` returns normalised features; the whole reverse
+process is one jitted `lax.scan` with the conditional and null-condition passes in one
+batch. `sample_from_workdir` restores the (EMA) parameters, tokenises the prompts with
+the dataset's tokenizer, samples in batches, undoes the normalisation and converts the
+features to joints (N, T, 2, 21, 3), centred on the clip's mean wrist midpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from handx_jax.diffusion import samplers, schedule as schedule_lib
+from handx_jax.models.diffusion import MotionDenoiser
+from handx_jax.text import tokenizer as tokenizer_lib
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_sampler(model: MotionDenoiser, num_steps: int, kind: str, steps: int, guidance: float, method: str, eta: float):
+    schedule = schedule_lib.respace(schedule_lib.make_schedule(num_steps, kind), steps)
+
+    def run(params, text, mask_bt, rng, constraint):
+        variables = {"params": params}
+        cond = model.apply(variables, text, method=MotionDenoiser.encode_condition)
+        denoise = lambda x, t, m, c: model.apply(variables, x, t, m, c, method=MotionDenoiser.denoise)
+        return samplers.sample(
+            denoise, schedule, mask_bt, cond, rng, feature_dim=model.feature_dim,
+            guidance=guidance, method=method, eta=eta, constraint=constraint,
+        )
+
+    return jax.jit(run)
+
+
+def sample(task, params, text_batch: dict, *, num_per_text: int = 1, steps: int = 50, guidance: float = 2.5,
+           seed: int = 0, method: str = "ddim", eta: float = 0.0, seq_len: int | None = None,
+           constraint=None, rng=None) -> jax.Array:
+    """Normalised features (N * num_per_text, T, F) for a batch of text inputs.
+
+    `task` is a `DiffusionTask` (or anything with `.config` and `.make_model()`);
+    `text_batch` holds `tokens_<role>` (+ `_mask`) arrays or `text_embedding`, N rows.
+    Sample j of text i is row i * num_per_text + j. `constraint` = (values, weight) in
+    normalised feature space, shaped like the output (see `masks.py`).
+    """
+    config = task.config
+    model = task.make_model()
+    length = int(seq_len or config.data.seq_len)
+    text = {k: jnp.repeat(jnp.asarray(v), num_per_text, axis=0) for k, v in text_batch.items()}
+    n = next(iter(text.values())).shape[0]
+    mask = jnp.ones((n, length), jnp.float32)
+    run = _jitted_sampler(model, int(config.diffusion.num_steps), str(config.diffusion.schedule),
+                          int(steps), float(guidance), str(method), float(eta))
+    rng = jax.random.key(seed) if rng is None else rng
+    return run(params, text, mask, rng, constraint)
+
+
+def load_stats(config):
+    """Normalisation statistics of the run's dataset."""
+    from handx_jax.data import normalization
+
+    return normalization.load_or_compute_stats(str(config.data.dir), str(config.data.representation), progress=False)
+
+
+def features_to_joints(features_ntf, stats, representation: str) -> np.ndarray:
+    """Undo the normalisation and convert features to joints (N, T, 2, 21, 3)."""
+    from handx_jax.data import representations
+
+    feats = np.asarray(features_ntf, np.float32) * stats.std + stats.mean
+    return np.asarray(representations.to_joints(feats, representation), np.float32)
+
+
+def text_batch_for(task, texts: Sequence[Sequence[str]]) -> dict:
+    """Numeric text inputs for `[(left, right, relation), ...]` using the run's tokenizer or embeddings."""
+    config = task.config
+    for i, triple in enumerate(texts):
+        if len(triple) != 3:
+            raise ValueError(f"text {i} must be (left, right, relation), got {len(triple)} strings")
+    if config.model.get("text_embeddings_path"):
+        table = tokenizer_lib.load_text_embeddings(str(config.model.text_embeddings_path))
+        return {"text_embedding": np.stack([table.lookup(t) for t in texts])}
+    processor = tokenizer_lib.load_tokenizer(str(config.data.dir))
+    return tokenizer_lib.encode_triples(processor, texts, int(config.model.text_max_len))
+
+
+def sample_from_workdir(workdir: str, texts: Sequence[Sequence[str]], *, num_per_text: int = 1, steps: int = 50,
+                        guidance: float = 2.5, seed: int = 0, method: str = "ddim", batch_size: int = 64,
+                        step: int | None = None, ema: bool = True, progress: bool = False) -> np.ndarray:
+    """Motion (N * num_per_text, T, 2, 21, 3) in metres for `texts` = [(left, right, relation), ...]."""
+    from handx_jax.diffusion.task import DiffusionTask
+    from handx_jax.train.checkpoint import restore_params
+
+    if not texts:
+        raise ValueError("sample_from_workdir: no texts given")
+    config, params, _ = restore_params(workdir, step=step, ema=ema)
+    if not config.data.get("dir"):
+        config.data.dir = os.path.join(workdir, "data")
+    task = DiffusionTask(config)
+    text = text_batch_for(task, texts)
+    stats = load_stats(config)
+    total = len(texts) * num_per_text
+    # Expand prompts up front, then sample in fixed-size chunks (one compiled shape).
+    text = {k: np.repeat(v, num_per_text, axis=0) for k, v in text.items()}
+    chunk = max(1, min(int(batch_size), total))
+    out = []
+    key = jax.random.key(seed)
+    for start in tqdm(range(0, total, chunk), disable=not progress, desc="sampling"):
+        part = {k: v[start:start + chunk] for k, v in text.items()}
+        real = next(iter(part.values())).shape[0]
+        if real < chunk:  # pad the last chunk to the compiled batch size
+            part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - real, axis=0)]) for k, v in part.items()}
+        key, sub = jax.random.split(key)
+        feats = sample(task, params, part, steps=steps, guidance=guidance, method=method, rng=sub)
+        out.append(np.asarray(feats)[:real])
+    return features_to_joints(np.concatenate(out), stats, str(config.data.representation))
