@@ -29,7 +29,8 @@ def make_manager(workdir: str, keep: int | None = 3, async_save: bool = True,
     """CheckpointManager over `<workdir>/checkpoints` keeping the newest `keep` steps."""
     options = ocp.CheckpointManagerOptions(
         max_to_keep=(int(keep) if keep else None), create=not read_only,
-        enable_async_checkpointing=async_save, read_only=read_only)
+        enable_async_checkpointing=async_save, read_only=read_only,
+        cleanup_tmp_directories=not read_only)
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 

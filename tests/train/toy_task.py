@@ -8,6 +8,7 @@ numerics unchanged) so subprocess tests can interrupt a run mid-way.
 
 from __future__ import annotations
 
+import os
 import time
 
 import flax.linen as nn
@@ -29,7 +30,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.task = TOY_TASK
     c.size = "toy"
     c.model = ml_collections.ConfigDict(dict(layers=2, d_model=32, heads=4, ff=64, dropout=0.1))
-    c.data = ml_collections.ConfigDict(dict(dir="unused", ratio=1.0, seq_len=8, representation="toy",
+    c.data = ml_collections.ConfigDict(dict(dir=os.path.dirname(os.path.abspath(__file__)), ratio=1.0, seq_len=8, representation="toy",
                                             num_synthetic_clips=0, features=6, num_examples=256))
     c.train = ml_collections.ConfigDict(dict(
         steps=20, batch_size=8, lr=3e-3, warmup_steps=4, weight_decay=0.01, grad_clip=1.0,
