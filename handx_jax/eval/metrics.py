@@ -58,7 +58,8 @@ def r_precision(text_emb, motion_emb, top_k: int = 3, batch_size: int = 32) -> n
     """Top-1..top-k retrieval rates (top_k,): pairs in batches of `batch_size`, remainder dropped.
 
     Within a batch, row i of the text-by-motion Euclidean distance matrix is a hit at k when
-    motion i is among its k nearest (ties resolved in favour of the true motion).
+    motion i is among its k nearest. A motion at exactly the true motion's distance counts
+    as closer, so collapsed (identical) generations cannot score by tie-breaking.
     """
     text, motion = _pair(text_emb, motion_emb, "text_emb", "motion_emb")
     num_batches = text.shape[0] // batch_size
@@ -69,7 +70,7 @@ def r_precision(text_emb, motion_emb, top_k: int = 3, batch_size: int = 32) -> n
     m = motion[:n].reshape(num_batches, batch_size, -1)
     dist = pairwise_distances(t, m)  # (nb, bs, bs)
     own = np.diagonal(dist, axis1=1, axis2=2)[..., None]
-    rank = np.sum(dist < own, axis=-1)  # motions strictly closer than the true one
+    rank = np.sum(dist <= own, axis=-1) - 1  # other motions at least as close as the true one
     ks = np.arange(1, top_k + 1)
     return np.mean(rank.reshape(-1)[:, None] < ks[None, :], axis=0)
 

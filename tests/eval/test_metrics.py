@@ -22,8 +22,7 @@ def _r_precision_loops(text, motion, top_k, batch_size):
         t, m = text[start:start + batch_size], motion[start:start + batch_size]
         for i in range(batch_size):
             dists = np.array([np.sqrt(np.sum((t[i] - m[j]) ** 2)) for j in range(batch_size)])
-            order = np.argsort(dists, kind="stable")
-            position = int(np.where(order == i)[0][0])
+            position = sum(1 for j in range(batch_size) if j != i and dists[j] <= dists[i])
             for k in range(top_k):
                 hits[k] += position <= k
             rows += 1
@@ -52,6 +51,8 @@ def test_r_precision_known_answers():
     # Motions matched to the wrong text (cyclic shift within each batch) never rank first.
     shifted = np.concatenate([np.roll(emb[:32], 1, axis=0), np.roll(emb[32:], 1, axis=0)])
     assert metrics.r_precision(emb, shifted)[0] == 0.0
+    # Collapsed generations (one embedding for every text) score nothing, whatever the order.
+    np.testing.assert_allclose(metrics.r_precision(emb, np.zeros_like(emb)), [0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="fewer than one batch"):
         metrics.r_precision(emb[:10], emb[:10])
 

@@ -1,0 +1,237 @@
+"""Evaluation driver: replications of the HumanML3D protocol plus HandX contact and physics.
+
+For each of R replications (default 20), every evaluated test clip gets one of its K
+caption triples drawn at random, the model generates one motion per triple (a fresh seed
+per replication), and all metrics are computed; the ground-truth row uses the clips
+themselves. MultiModality uses `mm_texts` texts with `mm_generations` generations each.
+Every figure is reported as mean ± 1.96 std / sqrt(R) (DESIGN section 8).
+
+`evaluate_run` is the `handx evaluate` entry: it writes `W/eval/metrics.json`,
+`W/eval/table.md` and appends `eval/<metric>` keys with the checkpoint step to
+`W/metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from handx_jax.eval import metrics, report
+
+# generate(texts, num_per_text, seed) -> motion (len(texts) * num_per_text, T, 2, 21, 3), text-major.
+GenerateFn = Callable[[Sequence[tuple], int, int], np.ndarray]
+
+
+def clip_arrays(clips: dict, seq_len: int, source: str = "clips") -> tuple[list[str], np.ndarray, list[list[tuple]]]:
+    """Names, motion (N, seq_len, 2, 21, 3) and per-clip caption triples of a clips dict.
+
+    Clips longer than `seq_len` are cut to their first `seq_len` frames; shorter clips
+    are an error naming the clip (the evaluator sees fixed-length windows).
+    """
+    names, motions, captions = [], [], []
+    for name in sorted(clips):
+        clip = clips[name]
+        motion = np.asarray(clip["motion"], np.float32)
+        if motion.ndim != 4 or motion.shape[1:] != (2, 21, 3):
+            raise ValueError(f"{source}: clip {name!r} field 'motion' has shape {motion.shape}, expected (T, 2, 21, 3)")
+        if motion.shape[0] < seq_len:
+            raise ValueError(f"{source}: clip {name!r} has {motion.shape[0]} frames, fewer than {seq_len}")
+        left, right, rel = (list(clip.get(k, ())) for k in ("left_annotation", "right_annotation", "interaction_annotation"))
+        if not left or not (len(left) == len(right) == len(rel)):
+            raise ValueError(f"{source}: clip {name!r} needs equally many left/right/interaction annotations, "
+                             f"got {len(left)}/{len(right)}/{len(rel)}")
+        names.append(name)
+        motions.append(motion[:seq_len])
+        captions.append([(str(a), str(b), str(c)) for a, b, c in zip(left, right, rel)])
+    if not names:
+        raise ValueError(f"{source}: no clips to evaluate")
+    return names, np.stack(motions), captions
+
+
+def draw_texts(captions: Sequence[Sequence[tuple]], rng: np.random.Generator) -> list[tuple]:
+    """One caption triple per clip, uniformly among its K annotations."""
+    return [options[int(rng.integers(len(options)))] for options in captions]
+
+
+def motion_metrics(motion: np.ndarray, paired_gt: np.ndarray | None) -> dict:
+    """Contact P/R/F1 (against paired ground truth) and the physical metrics."""
+    out = {
+        "Penetration_mm": 1e3 * metrics.penetration_depth(motion),
+        "Jitter": metrics.jitter(motion),
+        "BoneDev_mm": 1e3 * metrics.bone_length_deviation(motion),
+        "JointLimit": metrics.joint_limit_violation_rate(motion),
+    }
+    if paired_gt is not None:
+        for kind in ("intra", "inter"):
+            prf = metrics.contact_prf(motion, paired_gt, kind)
+            out[f"C_P_{kind}"], out[f"C_R_{kind}"], out[f"C_F1_{kind}"] = prf["precision"], prf["recall"], prf["f1"]
+        out["MPJPE_mm"] = 1e3 * metrics.mpjpe(motion, paired_gt)
+    return out
+
+
+def embedding_metrics(text_emb: np.ndarray, motion_emb: np.ndarray, ref_emb: np.ndarray, rng: np.random.Generator,
+                      batch_size: int = 32, mm_emb: np.ndarray | None = None) -> dict:
+    """R@1-3 (shuffled into batches of 32), FID vs `ref_emb`, Diversity, MM-Dist, MultiModality."""
+    n = len(text_emb)
+    order = rng.permutation(n)
+    r = metrics.r_precision(text_emb[order], motion_emb[order], top_k=3, batch_size=batch_size)
+    out = {"R@1": r[0], "R@2": r[1], "R@3": r[2], "FID": metrics.fid(ref_emb, motion_emb),
+           "Diversity": metrics.diversity(motion_emb, min(300, n), seed=int(rng.integers(2**31))),
+           "MM-Dist": metrics.matching_distance(text_emb, motion_emb)}
+    if mm_emb is not None:
+        out["MultiModality"] = metrics.multimodality(mm_emb, min(10, mm_emb.shape[1]), seed=int(rng.integers(2**31)))
+    return {k: float(v) for k, v in out.items()}
+
+
+def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple]], generate: GenerateFn | None = None,
+             *, model_name: str = "model", replications: int = 20, seed: int = 0, mm_texts: int = 100,
+             mm_generations: int = 30, heldout: tuple[np.ndarray, Sequence[Sequence[tuple]]] | None = None,
+             batch_size: int = 32, progress: bool = True) -> dict:
+    """Replicated evaluation. Rows: 'ground truth', optionally 'held-out ground truth'
+    (other clips, e.g. from the train split, scored against the same test reference), and
+    `model_name` when `generate` is given."""
+    if replications < 1:
+        raise ValueError(f"replications must be >= 1, got {replications}")
+    n = len(gt_motion)
+    if n < batch_size:
+        raise ValueError(f"evaluation needs at least {batch_size} clips for R-precision batches, got {n}")
+    gt_emb = evaluator.encode_motion(gt_motion)
+    held_emb = evaluator.encode_motion(heldout[0]) if heldout is not None else None
+    mm_texts = min(mm_texts, n)
+    per_row: dict[str, list[dict]] = {"ground truth": []}
+    if heldout is not None:
+        per_row["held-out ground truth"] = []
+    if generate is not None:
+        per_row[model_name] = []
+    bar = tqdm(range(replications), desc="evaluate", unit="rep", disable=not progress, dynamic_ncols=True)
+    for rep in bar:
+        rng = np.random.default_rng([seed, rep])
+        texts = draw_texts(captions, rng)
+        text_emb = evaluator.encode_text(texts)
+        row = embedding_metrics(text_emb, gt_emb, gt_emb, rng, batch_size)
+        row.update(motion_metrics(gt_motion, gt_motion))
+        per_row["ground truth"].append(row)
+        if heldout is not None:
+            held_texts = draw_texts(heldout[1], rng)
+            row = embedding_metrics(evaluator.encode_text(held_texts), held_emb, gt_emb, rng, batch_size)
+            row.update(motion_metrics(heldout[0], None))
+            per_row["held-out ground truth"].append(row)
+        if generate is not None:
+            gen = _check_generated(generate(texts, 1, seed * 1000 + rep), n, gt_motion.shape[1:])
+            mm_emb = None
+            if mm_generations > 1 and mm_texts > 0:
+                pick = rng.choice(n, mm_texts, replace=False)
+                mm_motion = _check_generated(generate([texts[i] for i in pick], mm_generations, seed * 1000 + rep + 500),
+                                             mm_texts * mm_generations, gt_motion.shape[1:])
+                mm_emb = evaluator.encode_motion(mm_motion).reshape(mm_texts, mm_generations, -1)
+            row = embedding_metrics(text_emb, evaluator.encode_motion(gen), gt_emb, rng, batch_size, mm_emb)
+            row.update(motion_metrics(gen, gt_motion))
+            per_row[model_name].append(row)
+    bar.close()
+    rows = {name: report.summarize_replications(reps) for name, reps in per_row.items()}
+    meta = {"replications": replications, "num_samples": n, "seed": seed, "mm_texts": mm_texts,
+            "mm_generations": mm_generations if generate is not None else 0, "r_precision_batch": batch_size,
+            "evaluator": getattr(evaluator, "source", "?"), "evaluator_step": getattr(evaluator, "step", None)}
+    return {"rows": rows, "meta": meta}
+
+
+def _check_generated(motion, count: int, shape: tuple) -> np.ndarray:
+    motion = np.asarray(motion, np.float32)
+    if motion.shape != (count, *shape):
+        raise ValueError(f"generator returned motion of shape {motion.shape}, expected {(count, *shape)}")
+    if not np.all(np.isfinite(motion)):
+        raise ValueError("generator returned NaN or infinite joint positions")
+    return motion
+
+
+# ------------------------------------------------------------------ run directories --
+
+
+def run_config(workdir: str) -> dict:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: {workdir} is not a run directory")
+    with open(path) as f:
+        return json.load(f)
+
+
+def latest_step(workdir: str) -> int:
+    from handx_jax.train import checkpoint
+
+    steps = checkpoint.all_steps(workdir)
+    if not steps:
+        raise FileNotFoundError(f"no checkpoints in {checkpoint.checkpoint_dir(workdir)}: train first")
+    return int(steps[-1])
+
+
+def load_split(data_dir: str, split: str, seq_len: int, num: int | None, seed: int):
+    """(names, motion, captions) of a split, optionally a seeded random subset of `num` clips."""
+    from handx_jax.data import store
+
+    path = store.find_split(data_dir, split)
+    names, motion, captions = clip_arrays(store.load_any(path), seq_len, source=path)
+    if num is not None and num < len(names):
+        pick = np.sort(np.random.default_rng(seed).choice(len(names), num, replace=False))
+        names, motion, captions = [names[i] for i in pick], motion[pick], [captions[i] for i in pick]
+    return names, motion, captions
+
+
+def diffusion_generator(workdir: str, steps: int, guidance: float, method: str = "ddim") -> GenerateFn:
+    """`generate` backed by the diffusion run in `workdir` (its newest checkpoint)."""
+    from handx_jax.diffusion import sampling
+
+    def generate(texts, num_per_text, seed):
+        return sampling.sample_from_workdir(workdir, list(texts), num_per_text=num_per_text, steps=steps,
+                                            guidance=guidance, seed=seed, method=method)
+
+    return generate
+
+
+def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = None, replications: int = 20,
+                 steps: int = 50, guidance: float = 2.5, seed: int = 0, split: str = "test",
+                 mm_texts: int = 100, mm_generations: int = 30, data_dir: str | None = None,
+                 heldout: bool = True, write: bool = True, progress: bool = True) -> dict:
+    """`handx evaluate`: evaluate the newest checkpoint of `workdir` with the evaluator in
+    `evaluator_dir`; write `W/eval/metrics.json`, `W/eval/table.md`, append to metrics.jsonl."""
+    from handx_jax.eval.evaluator import load_evaluator
+
+    workdir = os.path.abspath(workdir)
+    config = run_config(workdir)
+    data_dir = data_dir or (config.get("data") or {}).get("dir")
+    if not data_dir:
+        raise ValueError(f"{workdir}/config.json has no data.dir; pass --data DIR")
+    step = latest_step(workdir)
+    evaluator = load_evaluator(evaluator_dir)
+    _, gt_motion, captions = load_split(data_dir, split, evaluator.seq_len, num_samples, seed)
+    held = None
+    if heldout and split != "train":
+        _, held_motion, held_captions = load_split(data_dir, "train", evaluator.seq_len, len(gt_motion), seed + 1)
+        if len(held_motion) >= 32:
+            held = (held_motion, held_captions)
+    generate = diffusion_generator(workdir, steps, guidance)
+    name = f"{config.get('family', 'model')} {config.get('size', '')} step {step}".replace("  ", " ")
+    result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
+                      seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress)
+    result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
+                           "sample_steps": steps, "guidance": guidance, "model_row": name})
+    if write:
+        write_outputs(workdir, result, name, step)
+    return result
+
+
+def write_outputs(workdir: str, result: dict, row: str, step: int) -> dict:
+    """metrics.json and table.md under W/eval; the row's eval/<metric> line into metrics.jsonl."""
+    out_dir = os.path.join(workdir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"metrics": os.path.join(out_dir, "metrics.json"), "table": os.path.join(out_dir, "table.md")}
+    report.write_json(paths["metrics"], result)
+    meta = result["meta"]
+    caption = (f"Evaluation of {workdir} at step {step}: {meta['replications']} replications, "
+               f"{meta['num_samples']} test clips, mean ± 95 % interval.\n\n")
+    report.write_text(paths["table"], caption + report.markdown_table(result) + "\n")
+    paths["log"] = report.append_metrics(workdir, report.log_record(result, row, step))
+    return paths

@@ -1,0 +1,125 @@
+"""The replicated evaluation driver and its outputs, with a transparent stand-in evaluator."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from handx_jax.eval import driver, report
+
+
+class LookupEvaluator:
+    """Embeds a clip by its identity (a marker coordinate) and a text by the clip it names,
+    so matched pairs coincide: every figure of the ground-truth row is known in advance."""
+
+    source, step = "lookup", 7
+
+    def __init__(self, n, dim=16, seed=0):
+        self.table = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+
+    def encode_text(self, triples):
+        return self.table[[int(t[0].split()[-1]) for t in triples]]
+
+    def encode_motion(self, motion):
+        ids = np.rint(np.asarray(motion)[:, 0, 0, 0, 0] * 1000).astype(int)
+        out = self.table[np.clip(ids, 0, len(self.table) - 1)].copy()
+        unknown = (ids < 0) | (ids >= len(self.table))
+        out[unknown] = 10.0  # far from every real embedding
+        return out
+
+
+def _clips(n=40, t=12, seed=0):
+    rng = np.random.default_rng(seed)
+    motion = 0.05 * rng.normal(size=(n, t, 2, 21, 3)).astype(np.float32)
+    motion[:, 0, 0, 0, 0] = np.arange(n) / 1000.0  # identity marker read by LookupEvaluator
+    # Clip i pinches its left thumb and index tips when i is even.
+    motion[::2, 3, 0, 16] = motion[::2, 3, 0, 17]
+    captions = [[(f"left clip {i}", "right", "relation"), (f"left again {i}", "r2", "rel2")] for i in range(n)]
+    return motion, captions
+
+
+def test_ground_truth_row_has_known_values():
+    motion, captions = _clips()
+    ev = LookupEvaluator(len(motion))
+    result = driver.evaluate(ev, motion, captions, replications=3, seed=1, progress=False)
+    gt = result["rows"]["ground truth"]
+    assert [gt[k]["mean"] for k in ("R@1", "R@2", "R@3")] == [1.0, 1.0, 1.0]
+    assert gt["FID"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert gt["MM-Dist"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert gt["C_F1_intra"]["mean"] == 1.0 and gt["MPJPE_mm"]["mean"] == 0.0
+    assert len(gt["R@1"]["values"]) == 3
+    assert result["meta"]["replications"] == 3 and result["meta"]["num_samples"] == 40
+
+
+def test_model_rows_copy_and_noise():
+    motion, captions = _clips()
+    ev = LookupEvaluator(len(motion))
+    calls = []
+
+    def copy_generate(texts, num_per_text, seed):
+        calls.append((len(texts), num_per_text, seed))
+        ids = [int(t[0].split()[-1]) for t in texts]
+        return np.repeat(motion[ids], num_per_text, axis=0)
+
+    result = driver.evaluate(ev, motion, captions, copy_generate, model_name="copy", replications=2,
+                             mm_texts=5, mm_generations=10, progress=False)
+    row = result["rows"]["copy"]
+    assert row["R@1"]["mean"] == 1.0 and row["FID"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert row["MultiModality"]["mean"] == 0.0  # identical generations per text
+    assert row["C_F1_intra"]["mean"] == 1.0
+    assert (40, 1, 0) in calls and (5, 10, 500) in calls  # fresh seeds per replication
+    assert len({c[2] for c in calls}) == 4
+
+    def noise_generate(texts, num_per_text, seed):
+        rng = np.random.default_rng(seed)
+        out = 0.05 * rng.normal(size=(len(texts) * num_per_text, *motion.shape[1:]))
+        out[:, 0, 0, 0, 0] = -1.0  # unknown identity
+        return out
+
+    noisy = driver.evaluate(ev, motion, captions, noise_generate, model_name="noise", replications=2,
+                            mm_texts=5, mm_generations=10, progress=False)["rows"]["noise"]
+    assert noisy["FID"]["mean"] > 10.0
+    assert noisy["R@3"]["mean"] < 0.5
+
+
+def test_replication_summary_interval():
+    summary = report.summarize([1.0, 2.0, 3.0, 4.0])
+    assert summary["mean"] == 2.5
+    assert summary["ci95"] == pytest.approx(1.96 * np.std([1, 2, 3, 4]) / 2.0)
+
+
+def test_outputs_table_and_log(tmp_path):
+    motion, captions = _clips()
+    ev = LookupEvaluator(len(motion))
+    result = driver.evaluate(ev, motion, captions, lambda t, k, s: np.repeat(motion[[int(x[0].split()[-1]) for x in t]], k, 0),
+                             model_name="m step 5", replications=2, mm_texts=4, mm_generations=2, progress=False,
+                             heldout=(motion[::-1].copy(), captions[::-1]))
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 5, "loss": 1.0}) + "\n")
+    paths = driver.write_outputs(str(tmp_path), result, "m step 5", 5)
+    table = open(paths["table"]).read().splitlines()
+    rows = [line for line in table if line.startswith("| ") and not line.startswith("| setting")]
+    assert rows[0].startswith("| ground truth |") and rows[-1].startswith("| m step 5 |")
+    assert "held-out ground truth" in rows[1]
+    header = [line for line in table if line.startswith("| setting")][0]
+    assert header.count("|") == len(report.COLUMNS) + 2
+    saved = json.load(open(paths["metrics"]))
+    assert saved["rows"]["ground truth"]["R@1"]["mean"] == 1.0
+    assert "MultiModality" not in saved["rows"]["ground truth"]  # one motion per text: undefined
+    assert " - |" in rows[0] and "MultiModality" in saved["rows"]["m step 5"]
+    lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert lines[0] == {"step": 5, "loss": 1.0}
+    assert lines[-1]["step"] == 5 and lines[-1]["eval/R@3"] == 1.0
+    assert {"eval/FID", "eval/C_F1_intra", "eval/C_F1_inter", "eval/Jitter"} <= set(lines[-1])
+    assert all(math.isfinite(v) for k, v in lines[-1].items() if k.startswith("eval/"))
+
+
+def test_clip_arrays_names_bad_clips():
+    good = {"motion": np.zeros((12, 2, 21, 3)), "left_annotation": ["a"], "right_annotation": ["b"],
+            "interaction_annotation": ["c"]}
+    with pytest.raises(ValueError, match="'short'"):
+        driver.clip_arrays({"ok": good, "short": {**good, "motion": np.zeros((5, 2, 21, 3))}}, 12)
+    with pytest.raises(ValueError, match="'uneven'"):
+        driver.clip_arrays({"uneven": {**good, "right_annotation": []}}, 12)
+    names, motion, caps = driver.clip_arrays({"b": good, "a": good}, 10)
+    assert names == ["a", "b"] and motion.shape == (2, 10, 2, 21, 3) and caps[0] == [("a", "b", "c")]
