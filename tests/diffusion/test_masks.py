@@ -1,0 +1,38 @@
+"""Conditioning-mask builders: weights in the right places, with the documented decay."""
+
+import numpy as np
+import pytest
+
+from handx_jax.diffusion import masks
+
+
+def test_frame_weights_decay_from_peak_to_floor():
+    m = np.zeros(20, bool)
+    m[0] = True
+    w = masks.frame_weights(m)
+    assert w[0] == 1.0
+    np.testing.assert_allclose(w[1:6], np.linspace(0.85, 0.10, 5), atol=1e-6)
+    assert np.all(w[6:] == 0)
+    assert masks.frame_weights(m, hard=False)[0] == pytest.approx(0.85)
+
+
+def test_inbetween_and_keyframes():
+    w = masks.inbetween_weight(2, 30, 168)
+    assert w.shape == (2, 30, 168)
+    assert np.all(w[:, :5] == 1) and np.all(w[:, -5:] == 1) and np.all(w[:, 15] == 0)
+    k = masks.keyframe_weight(1, 30, 168, [10])
+    assert np.all(k[0, 10] == 1) and k[0, 11, 0] == pytest.approx(0.85) and k[0, 0, 0] == 0
+    with pytest.raises(ValueError, match="outside 0..29"):
+        masks.keyframe_weight(1, 30, 168, [30])
+
+
+def test_hand_and_wrist_layouts():
+    rep = "joint_pos_w_scalar_rot"
+    w = masks.hand_reaction_weight(1, 4, rep, given_hand=1)
+    layout = masks.feature_layout(rep)
+    assert np.all(w[0, :, layout[1].ravel()] == 1) and np.all(w[0, :, layout[0].ravel()] == 0)
+    assert w[0, 0].sum() == 84
+    wr = masks.wrist_trajectory_weight(1, 4, rep)
+    assert wr[0, 0].sum() == 6  # 2 hands x xyz
+    assert np.all(wr[0, :, layout[:, 0, 3]] == 0)  # wrist rotation scalar not constrained
+    assert masks.wrist_trajectory_weight(1, 4, "joint_pos")[0, 0].sum() == 6
