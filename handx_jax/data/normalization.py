@@ -108,11 +108,25 @@ def stats_path(data_dir: str | os.PathLike, representation: str) -> str:
     return os.path.join(os.fspath(data_dir), f"stats_{representation}.npz")
 
 
-def save_stats(path: str | os.PathLike, stats: Stats, representation: str) -> None:
-    handx_format.atomic_savez(path, {"mean": stats.mean, "std": stats.std,
-                                     "count": np.int64(stats.count),
-                                     "representation": np.array(representation)},
-                              allow_pickle=False)
+def source_fingerprint(path: str | os.PathLike) -> str:
+    """Name, size and mtime of the file statistics were computed from (detects staleness)."""
+    st = os.stat(path)
+    return f"{os.path.basename(os.fspath(path))}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def save_stats(path: str | os.PathLike, stats: Stats, representation: str,
+               source: str | os.PathLike | None = None) -> None:
+    arrays = {"mean": stats.mean, "std": stats.std, "count": np.int64(stats.count),
+              "representation": np.array(representation)}
+    if source is not None:
+        arrays["source"] = np.array(source_fingerprint(source))
+    handx_format.atomic_savez(path, arrays, allow_pickle=False)
+
+
+def recorded_source(path: str | os.PathLike) -> str | None:
+    """The source fingerprint stored with statistics, None when not recorded."""
+    with np.load(path, allow_pickle=False) as data:
+        return str(data["source"]) if "source" in data.files else None
 
 
 def load_stats(path: str | os.PathLike, representation: str | None = None) -> Stats:
@@ -131,12 +145,24 @@ def load_stats(path: str | os.PathLike, representation: str | None = None) -> St
 
 def load_or_compute_stats(data_dir: str | os.PathLike, representation: str,
                           split: str = "train", progress: bool = True) -> Stats:
-    """Stats for `representation` from DIR/stats_<rep>.npz, computed from `split` if missing."""
+    """Stats for `representation` from DIR/stats_<rep>.npz, computed from `split` if missing.
+
+    Stored statistics are recomputed when the split file they came from has changed (its
+    name, size or mtime differ), so regenerated data never meets stale statistics.
+    """
     representations._check(representation)
     path = stats_path(data_dir, representation)
+    try:
+        source = store.find_split(data_dir, split)
+    except FileNotFoundError:
+        source = None
     if os.path.isfile(path):
-        return load_stats(path, representation)
-    table = store.load_any_table(store.find_split(data_dir, split))
+        recorded = recorded_source(path)
+        if source is None or recorded is None or recorded == source_fingerprint(source):
+            return load_stats(path, representation)
+    if source is None:
+        store.find_split(data_dir, split)  # raises FileNotFoundError naming what is missing
+    table = store.load_any_table(source)
     stats = compute_table_stats(table, representation, progress=progress)
-    save_stats(path, stats, representation)
+    save_stats(path, stats, representation, source=source)
     return stats

@@ -111,12 +111,17 @@ class FeatureCache:
     def ensure(cls, version_dir: str, split: str, representation: str,
                progress: bool = True) -> "FeatureCache":
         rows_path, index_path = _cache_paths(version_dir, split, representation)
-        fresh = os.path.isfile(rows_path) and os.path.isfile(index_path)
-        if fresh:
+
+        def fresh():
+            if not (os.path.isfile(rows_path) and os.path.isfile(index_path)):
+                return False
             with np.load(index_path, allow_pickle=False) as index:
-                fresh = str(index["digest"]) == tfds_builder.split_digest(version_dir, split)
-        if not fresh:
-            build_feature_cache(version_dir, split, representation, progress)
+                return str(index["digest"]) == tfds_builder.split_digest(version_dir, split)
+
+        if not fresh():
+            with tfds_builder.build_lock(os.path.dirname(rows_path)):
+                if not fresh():
+                    build_feature_cache(version_dir, split, representation, progress)
         return cls(version_dir, split, representation)
 
     def __getstate__(self):
@@ -275,16 +280,15 @@ def default_shard() -> tuple[int, int]:
 
 
 def load_stats(data_dir: str, version_dir: str, representation: str) -> normalization.Stats:
-    """Stats from DIR/stats_<rep>.npz, computed from the train split if missing."""
-    path = normalization.stats_path(data_dir, representation)
-    if os.path.isfile(path):
-        return normalization.load_stats(path, representation)
+    """Stats from DIR/stats_<rep>.npz (recomputed from the train file when stale); in a
+    TFDS-only directory, computed from the cached train features."""
     try:
         return normalization.load_or_compute_stats(data_dir, representation)
-    except FileNotFoundError:  # a TFDS-only directory: use the cached train features
+    except FileNotFoundError:  # no source files and no stored statistics
         cache = FeatureCache.ensure(version_dir, "train", representation)
         stats = normalization.compute_stats(cache.chunks(), cache.dim)
-        normalization.save_stats(path, stats, representation)
+        normalization.save_stats(normalization.stats_path(data_dir, representation), stats,
+                                 representation)
         return stats
 
 

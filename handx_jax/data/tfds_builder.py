@@ -12,6 +12,8 @@ The builder lives outside a registered TFDS package, so `_info` builds
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -49,7 +51,7 @@ def source_fingerprint(src_dir: str) -> dict:
             continue
         st = os.stat(path)
         out[split] = {"file": os.path.basename(path), "size": st.st_size,
-                      "mtime_ns": st.st_mtime_ns}
+                      "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
     return out
 
 
@@ -169,15 +171,37 @@ def is_current(src_dir: str | os.PathLike, out_dir: str | os.PathLike) -> bool:
     return recorded == source_fingerprint(os.fspath(src_dir))
 
 
+@contextlib.contextmanager
+def build_lock(directory: str):
+    """Exclusive lock on `directory`/.lock, so processes sharing a data directory (several
+    JAX processes on one host) build derived files once while the others wait."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def ensure_built(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> str:
     """Build DIR/tfds from DIR's clip files if missing or stale; returns the version dir."""
     data_dir = os.fspath(data_dir)
     out_dir = os.path.join(data_dir, "tfds") if out_dir is None else os.fspath(out_dir)
     target = version_dir(out_dir)
-    if os.path.isdir(target) and (is_current(data_dir, out_dir)
-                                  or not source_fingerprint(data_dir)):
-        return target  # current, or a TFDS-only directory without source files
-    return build(data_dir, out_dir, overwrite=True)
+
+    def usable():  # current, or a TFDS-only directory without source files
+        return os.path.isdir(target) and (is_current(data_dir, out_dir)
+                                          or not source_fingerprint(data_dir))
+
+    if usable():
+        return target
+    with build_lock(out_dir):
+        if usable():  # another process built it while we waited
+            return target
+        if os.path.isdir(target):
+            print(f"{out_dir}: source files changed since the TFDS build; rebuilding")
+        return build(data_dir, out_dir, overwrite=True)
 
 
 def load_builder(version_path: str | os.PathLike):

@@ -48,3 +48,14 @@ def test_table_features_group_by_length_in_order():
     feats = normalization.table_features(table, "joint_pos", 1, 5)
     for got, clip in zip(feats, list(clips.values())[1:5]):
         np.testing.assert_allclose(got, representations.to_features(clip["motion"], "joint_pos"))
+
+
+def test_statistics_follow_a_changed_train_file(tmp_path):
+    store.save_clips(tmp_path / "train.clips.npz", plausible_clips(4, seed=1, lengths=(8,)))
+    first = normalization.load_or_compute_stats(tmp_path, "joint_pos", progress=False)
+    clips = plausible_clips(4, seed=1, lengths=(8,))
+    for clip in clips.values():
+        clip["motion"] = clip["motion"] * 2.0
+    store.save_clips(tmp_path / "train.clips.npz", clips)
+    second = normalization.load_or_compute_stats(tmp_path, "joint_pos", progress=False)
+    np.testing.assert_allclose(second.std, 2.0 * first.std, rtol=1e-4)

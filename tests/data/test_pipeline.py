@@ -235,3 +235,19 @@ def test_worker_processes_give_the_same_batches(data_dir):
 def test_test_split_and_default_shard(data_dir):
     ds = pipeline.make_dataset(data_dir, "test", batch_size=2, shuffle=False, num_epochs=1)
     assert [b["clip_index"].tolist() for b in ds] == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_regenerated_source_rebuilds_tfds_cache_and_stats(tmp_path):
+    write_plain_handx(tmp_path / "train_can_pos_all_wotextfeat.npz",
+                      plausible_clips(5, seed=3, lengths=(60,)))
+    first = next(iter(_dataset(tmp_path, batch_size=5, shuffle=False)))
+    clips = plausible_clips(7, seed=4, lengths=(60,))
+    write_plain_handx(tmp_path / "train_can_pos_all_wotextfeat.npz", clips)
+    ds = _dataset(tmp_path, batch_size=7, shuffle=False, num_epochs=1)
+    batch = next(iter(ds))
+    assert batch["clip_index"].tolist() == list(range(7))
+    stats = normalization.load_or_compute_stats(tmp_path, "joint_pos_w_scalar_rot")
+    want = (representations.to_features(clips["clip_0006"]["motion"], "joint_pos_w_scalar_rot")
+            - stats.mean) / stats.std
+    np.testing.assert_allclose(batch["motion"][6], want, atol=1e-5)
+    assert not np.allclose(first["motion"][0], batch["motion"][0])
