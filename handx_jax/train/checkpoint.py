@@ -31,7 +31,9 @@ def make_manager(workdir: str, keep: int | None = 3, async_save: bool = True,
         max_to_keep=(int(keep) if keep else None), create=not read_only,
         enable_async_checkpointing=async_save, read_only=read_only,
         cleanup_tmp_directories=not read_only)
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
+                "config": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_handlers=handlers)
 
 
 def config_to_dict(config: Any) -> dict:
