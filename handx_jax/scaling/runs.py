@@ -3,9 +3,9 @@
 A run directory is any directory holding both files. The x axes come from the log:
 `params` (last logged `params`), `flops` (last `flops_seen`), `samples` (last
 `samples_seen`) and `data` (unique training clips: `config.data.ratio` times the dataset
-size, which is `config.data.num_synthetic_clips` for synthetic data, a `dataset_size`
-or `train_clips` key in the log, or the `dataset_size` argument, e.g. 84729 for the
-HandX release). A metric is the last logged `eval/<KEY>` (or `<KEY>` itself).
+size: the `dataset_size` argument, e.g. 84729 for the HandX release; else a logged
+`dataset_size` or `train_clips` key; else `config.data.num_synthetic_clips` when the run
+used synthetic data (no `data.dir`, or a sweep's `synthetic_data` directory)). A metric is the last logged `eval/<KEY>` (or `<KEY>` itself).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import Iterable
 import numpy as np
 
 X_KINDS = ("params", "flops", "data", "samples")
+# A sweep's shared synthetic dataset lives in a directory of this name; for it (and for
+# runs with no data.dir, which generate their own) `data.num_synthetic_clips` is the size.
+SYNTHETIC_DATA_DIRNAME = "synthetic_data"
 
 
 @dataclasses.dataclass
@@ -80,7 +83,10 @@ class Run:
         if total is None:
             total = self.last("dataset_size") or self.last("train_clips")
         data = self.config.get("data") or {}
-        if total is None and data.get("dir") in (None, ""):
+        directory = data.get("dir")
+        synthetic = directory in (None, "") or os.path.basename(
+            os.path.normpath(str(directory))) == SYNTHETIC_DATA_DIRNAME
+        if total is None and synthetic:
             total = data.get("num_synthetic_clips")
         if total is None:
             return None

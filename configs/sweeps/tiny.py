@@ -1,0 +1,40 @@
+"""Tiny CPU sweep on synthetic data: three small diffusion sizes x data 25 % / 100 %.
+
+Sizes are the diffusion config's `T` (2 layers, d 64) reshaped through model overrides:
+T1 (1 layer, d 32), T (2 layers, d 64) and T3 (3 layers, d 96); the label becomes the
+run's `size`. Every point uses `runlocal` (batch 8) with `steps` steps; the evaluator is
+the tiny `T` evaluator. Meant to run end to end (launch, evaluate, fit, plot) in well
+under 45 minutes on 2 CPU cores. Options: steps (default 150), clips (synthetic train
+clips, default 256), replications (evaluation replications, default 3).
+"""
+
+import ml_collections
+
+from handx_jax import configlib
+
+OPTIONS = ("steps", "clips", "replications")
+SIZES = {
+    "T1": ["model.num_layers=1", "model.d_model=32", "model.mlp_dim=64", "model.num_heads=2"],
+    "T": [],
+    "T3": ["model.num_layers=3", "model.d_model=96", "model.mlp_dim=192", "model.num_heads=2"],
+}
+RATIOS = (0.25, 1.0)
+
+
+def get_config(arg=None):
+    opts = configlib.parse_arg(arg)
+    unknown = sorted(set(opts) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"configs/sweeps/tiny.py: unknown option(s) {unknown}; allowed: {', '.join(OPTIONS)}")
+    steps = int(opts.get("steps", 150))
+    c = ml_collections.ConfigDict()
+    c.name = "tiny"
+    c.runlocal = True
+    c.points = [dict(family="diffusion", size="T", label=label, data=ratio, steps=steps, seed=0,
+                     overrides=list(overrides))
+                for label, overrides in SIZES.items() for ratio in RATIOS]
+    c.common_overrides = ["train.log_every=10", f"train.ckpt_every={steps}"]
+    c.data = dict(dir=None, num_synthetic_clips=int(opts.get("clips", 256)), num_test_clips=64)
+    c.evaluator = dict(config="configs/evaluator.py:size=T,runlocal", overrides=[])
+    c.evaluate = dict(args=["--replications", str(int(opts.get("replications", 3)))])
+    return c

@@ -1,0 +1,175 @@
+"""Sweep specs -> scale points -> concrete train/evaluate command lines.
+
+A sweep file (`configs/sweeps/<name>.py`) has `get_config(arg)` returning a ConfigDict:
+
+    name               sweep name
+    runlocal           bool: add `runlocal` to every family config (CPU smoke sizes)
+    points             list of dicts, one per scale point:
+                         family ('diffusion', ...), size (a size of configs/<family>.py),
+                         data (ratio, 0 < data <= 1), seed,
+                         steps  OR  compute_budget (training FLOPs; steps are derived
+                         from the task's analytic FLOPs per example and the batch size),
+                         label (optional; names the point and its `size` in the logs),
+                         overrides (optional list of 'a.b=v' config overrides)
+    common_overrides   list of 'a.b=v' overrides for every point
+    data               dict(dir=None or a dataset dir, num_synthetic_clips, num_test_clips):
+                         dir None -> one synthetic dataset for the whole sweep
+    evaluator          dict(config='configs/evaluator.py:...', overrides=[...]): trained once
+    evaluate           dict(args=[...]): extra `handx evaluate` arguments
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+
+from handx_jax import configlib
+from handx_jax.scaling.runs import SYNTHETIC_DATA_DIRNAME
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalePoint:
+    """One run of a sweep: a model family at a size, a data ratio, a length and a seed."""
+
+    family: str
+    size: str
+    data: float
+    seed: int = 0
+    steps: int | None = None
+    compute_budget: float | None = None
+    label: str | None = None
+    overrides: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not 0.0 < float(self.data) <= 1.0:
+            raise ValueError(f"scale point {self.family}/{self.size}: data={self.data} must be in (0, 1]")
+        if (self.steps is None) == (self.compute_budget is None):
+            raise ValueError(f"scale point {self.family}/{self.size}/data={self.data}: give exactly one "
+                             "of steps or compute_budget")
+        if self.steps is not None and int(self.steps) <= 0:
+            raise ValueError(f"scale point {self.family}/{self.size}: steps must be positive")
+        if self.compute_budget is not None and float(self.compute_budget) <= 0:
+            raise ValueError(f"scale point {self.family}/{self.size}: compute_budget must be positive")
+
+    @property
+    def point_id(self) -> str:
+        """Directory-safe unique name, e.g. diffusion-S-d0.05-s0 or diffusion-M-d1-c1e+17-s0."""
+        parts = [self.family, self.label or self.size, f"d{float(self.data):g}"]
+        if self.compute_budget is not None:
+            parts.append(f"c{float(self.compute_budget):.3g}")
+        parts.append(f"s{int(self.seed)}")
+        return re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts))
+
+    def config_spec(self, runlocal: bool) -> str:
+        arg = f"size={self.size},data={float(self.data):g}" + (",runlocal" if runlocal else "")
+        return f"configs/{self.family}.py:{arg}"
+
+
+@dataclasses.dataclass
+class Sweep:
+    name: str
+    points: list[ScalePoint]
+    runlocal: bool = False
+    common_overrides: tuple[str, ...] = ()
+    data: dict = dataclasses.field(default_factory=dict)
+    evaluator: dict = dataclasses.field(default_factory=dict)
+    evaluate: dict = dataclasses.field(default_factory=dict)
+    spec: str = ""
+
+    def __post_init__(self):
+        ids = [p.point_id for p in self.points]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"sweep {self.name!r}: duplicate scale points {dupes}")
+        if not self.points:
+            raise ValueError(f"sweep {self.name!r} has no points")
+
+
+def _plain(value):
+    """ConfigDict / FrozenConfigDict / tuple -> plain dicts and lists."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+POINT_KEYS = {"family", "size", "data", "seed", "steps", "compute_budget", "label", "overrides"}
+
+
+def point_from_dict(entry: dict, where: str = "sweep") -> ScalePoint:
+    unknown = sorted(set(entry) - POINT_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: scale point {entry} has unknown keys {unknown}; "
+                         f"allowed: {', '.join(sorted(POINT_KEYS))}")
+    missing = [k for k in ("family", "size", "data") if k not in entry]
+    if missing:
+        raise ValueError(f"{where}: scale point {entry} lacks {missing}")
+    return ScalePoint(
+        family=str(entry["family"]), size=str(entry["size"]), data=float(entry["data"]),
+        seed=int(entry.get("seed", 0)),
+        steps=None if entry.get("steps") is None else int(entry["steps"]),
+        compute_budget=None if entry.get("compute_budget") is None else float(entry["compute_budget"]),
+        label=entry.get("label"), overrides=tuple(entry.get("overrides") or ()))
+
+
+def sweep_from_config(config, spec: str = "") -> Sweep:
+    c = _plain(config)
+    where = spec or str(c.get("name", "sweep"))
+    return Sweep(
+        name=str(c.get("name") or os.path.splitext(os.path.basename(spec.partition(":")[0]))[0]),
+        points=[point_from_dict(p, where) for p in c.get("points") or []],
+        runlocal=bool(c.get("runlocal", False)),
+        common_overrides=tuple(c.get("common_overrides") or ()),
+        data=dict(c.get("data") or {}), evaluator=dict(c.get("evaluator") or {}),
+        evaluate=dict(c.get("evaluate") or {}), spec=spec)
+
+
+def load_sweep(spec: str) -> Sweep:
+    """`configs/sweeps/tiny.py[:arg]` (or a bare name such as `tiny`) -> Sweep."""
+    path, colon, arg = spec.partition(":")
+    if not path.endswith(".py") and os.sep not in path:
+        spec = f"configs/sweeps/{path}.py{colon}{arg}"
+    return sweep_from_config(configlib.load_config(spec), spec)
+
+
+def point_overrides(sweep: Sweep, point: ScalePoint, data_dir: str | None) -> list[str]:
+    """All `a.b=v` overrides of a point (steps excluded): common, point, seed, size label, data."""
+    out = list(sweep.common_overrides) + list(point.overrides) + [f"train.seed={int(point.seed)}"]
+    if point.label:
+        out.append(f"size={point.label}")
+    if data_dir:
+        out.append(f"data.dir={data_dir}")
+        if sweep.data.get("num_synthetic_clips"):
+            out.append(f"data.num_synthetic_clips={int(sweep.data['num_synthetic_clips'])}")
+    return out
+
+
+def point_config(sweep: Sweep, point: ScalePoint, data_dir: str | None = None):
+    """The family config of a point with its overrides applied (steps not yet set)."""
+    config = configlib.load_config(os.path.join(REPO_ROOT, point.config_spec(sweep.runlocal)))
+    return configlib.apply_overrides(config, point_overrides(sweep, point, data_dir))
+
+
+def train_flops_per_example(config) -> float:
+    """The task's own analytic training FLOPs per example (the trainer logs the same count)."""
+    module_name, _, class_name = str(config.task).partition(":")
+    import importlib
+
+    task_cls = getattr(importlib.import_module(module_name), class_name)
+    return float(task_cls(config).flops_per_example())
+
+
+def resolve_steps(sweep: Sweep, point: ScalePoint, config=None) -> int:
+    """Steps of a point: given, or ceil(budget / (FLOPs per example x batch size))."""
+    if point.steps is not None:
+        return int(point.steps)
+    config = config if config is not None else point_config(sweep, point)
+    per_step = train_flops_per_example(config) * int(config.train.batch_size)
+    return max(1, math.ceil(float(point.compute_budget) / per_step))
