@@ -28,7 +28,8 @@ def cmd_validate(args) -> int:
     files = [f for p in args.paths for f in _split_files(p)]
     for path in files:
         report = validate.validate_file(path)
-        status = "OK" if not report.problems else f"{len(report.problems)} PROBLEMS"
+        count = len(report.problems)
+        status = "OK" if not count else f"{count} problem{'s' if count > 1 else ''}"
         print(f"{path}: {report.clips} clips, {report.frames} frames, "
               f"{report.annotations} annotations: {status}")
         for problem in report.problems[:args.max_problems]:
