@@ -72,8 +72,10 @@ def _make_builder_class():
         def code_path(cls):
             return None
 
-        def __init__(self, *, src_dir: str, **kwargs):
-            self._src_dir = os.fspath(src_dir)
+        def __init__(self, *, src_dir: str | None = None, **kwargs):
+            # src_dir is only needed to build; `tfds.data_source(DATASET_NAME, data_dir=...)`
+            # constructs the class without it to read a finished build.
+            self._src_dir = None if src_dir is None else os.fspath(src_dir)
             super().__init__(**kwargs)
 
         def _info(self):
@@ -93,6 +95,8 @@ def _make_builder_class():
 
         def _split_generators(self, dl_manager):
             del dl_manager
+            if self._src_dir is None:
+                raise ValueError(f"{DATASET_NAME}: building needs src_dir (handx data build)")
             splits = {}
             for split in SPLITS:
                 try:

@@ -118,3 +118,15 @@ def test_mano_round_trip(tmp_path):
     handx_format.save_mano(tmp_path / "train_mano.npz", poses)
     back = handx_format.load_mano(tmp_path / "train_mano.npz")
     np.testing.assert_array_equal(back["c"]["left_pose"], poses["c"]["left_pose"])
+
+
+def test_compressed_npz_and_numpy_scalars_load(tmp_path):
+    path = tmp_path / "c.npz"
+    record = {"motion": np.ones((2, 2, 21, 3)), "left_annotation": np.array(["a", "b"]),
+              "right_annotation": ("c", "d"), "interaction_annotation": ["e", "f"],
+              "fps": np.float32(30.0)}
+    np.savez_compressed(path, only=record)
+    clip = handx_format.load_handx(path)["only"]
+    assert clip["left_annotation"] == ["a", "b"] and clip["right_annotation"] == ["c", "d"]
+    assert clip["fps"] == np.float32(30.0)
+    np.testing.assert_array_equal(clip["motion"], record["motion"])

@@ -94,6 +94,17 @@ def test_tfds_records_equal_source(data_dir):
             assert list(light[key]) == list(full[key])
 
 
+def test_readable_through_tfds_data_source_by_name(data_dir):
+    import tensorflow_datasets as tfds
+    tfds_builder.ensure_built(data_dir)
+    source = tfds.data_source(tfds_builder.DATASET_NAME, data_dir=str(data_dir / "tfds"),
+                              split="train")
+    clips = _source_clips(data_dir)
+    assert len(source) == len(clips)
+    last = list(clips.values())[-1]
+    np.testing.assert_array_equal(source[len(clips) - 1]["motion"], last["motion"])
+
+
 def test_epoch_covers_every_clip_once_and_reshuffles(data_dir):
     n = len(_source_clips(data_dir))
     ds = _dataset(data_dir, batch_size=1, num_epochs=2, drop_remainder=False)
