@@ -36,5 +36,7 @@ def get_config(arg=None):
     c.common_overrides = ["train.log_every=10", f"train.ckpt_every={steps}"]
     c.data = dict(dir=None, num_synthetic_clips=int(opts.get("clips", 256)), num_test_clips=64)
     c.evaluator = dict(config="configs/evaluator.py:size=T,runlocal", overrides=[])
-    c.evaluate = dict(args=["--replications", str(int(opts.get("replications", 3)))])
+    # Few sampling steps and a small MultiModality set keep evaluation to about a minute.
+    c.evaluate = dict(args=["--replications", str(int(opts.get("replications", 3))), "--steps", "10",
+                            "--mm-texts", "8", "--mm-generations", "4"])
     return c

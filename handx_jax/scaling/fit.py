@@ -250,14 +250,22 @@ def fit_loglinear(x, y, *, metric="metric", x_name="x", labels=None, loss="huber
 
 
 def _loglinear_saturation(lx, y, sigma, labels) -> list[str]:
-    """Runs at the largest x that fall more than 2 sigma short of the trend of the rest."""
+    """Runs at the largest x that fall short of the trend of the other runs by more than
+    2 prediction standard errors (noise scale from the other runs' residuals, inflated by
+    the extrapolation's leverage); the full fit's sigma is not used, the saturated runs
+    themselves would inflate it."""
     top = lx >= lx.max() - 1e-9
     rest = ~top
     if rest.sum() < 3 or np.ptp(lx[rest]) == 0:
         return []
     slope, intercept = np.polyfit(lx[rest], y[rest], 1)
+    rest_sigma = robust_sigma(y[rest] - (slope * lx[rest] + intercept), 2)
+    design = np.stack([lx[rest], np.ones(rest.sum())], axis=1)
+    at_top = np.array([lx.max(), 1.0])
+    leverage = float(at_top @ np.linalg.pinv(design.T @ design) @ at_top)
+    threshold = 2 * rest_sigma * np.sqrt(1 + leverage)
     shortfall = (slope * lx[top] + intercept - y[top]) * np.sign(slope)
-    return [str(labels[i]) for i, s in zip(np.flatnonzero(top), shortfall) if s > 2 * sigma]
+    return [str(labels[i]) for i, s in zip(np.flatnonzero(top), shortfall) if s > threshold]
 
 
 # ------------------------------------------------------------------------------ power

@@ -65,7 +65,7 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
     if evaluate:
         spec = sweep.evaluator.get("config", "configs/evaluator.py")
         evaluator_argv = ["evaluator", "train", "--config", spec, "--workdir", evaluator_dir,
-                          f"--config.data.dir={data_dir}"]
+                          "--data", data_dir]
         evaluator_argv += [f"--config.{o}" for o in sweep.evaluator.get("overrides") or []]
     return {
         "name": sweep.name, "spec": sweep.spec, "out": out_dir,

@@ -19,7 +19,7 @@ X_TITLES = {"params": "parameters", "flops": "training FLOPs", "data": "training
             "samples": "samples seen"}
 
 
-def _grid(x: np.ndarray, pad: float = 0.15, num: int = 200) -> np.ndarray:
+def log_grid(x: np.ndarray, pad: float = 0.15, num: int = 200) -> np.ndarray:
     lo, hi = np.log10(x.min()), np.log10(x.max())
     span = max(hi - lo, 1e-3)
     return np.logspace(lo - pad * span, hi + pad * span, num)
@@ -30,7 +30,7 @@ def _label_points(ax, xs, ys, labels):
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
 
 
-def _save(fig, out_prefix: str) -> list[str]:
+def save_figure(fig, out_prefix: str) -> list[str]:
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
@@ -62,7 +62,7 @@ def plot_curve(result: FitResult, x: np.ndarray, y: np.ndarray, labels, out_pref
                *, saturated: list[str] = (), outliers: list[str] = ()) -> list[str]:
     """loglinear / power: metric against x, band, runs labelled; flagged runs marked."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    grid = _grid(x)
+    grid = log_grid(x)
     mid, low, high = result.band(grid)
     ax.fill_between(grid, low, high, color="C0", alpha=0.2, lw=0, label="95 % band")
     ax.plot(grid, mid, color="C0", lw=1.5, label=f"{result.form} fit")
@@ -80,14 +80,14 @@ def plot_curve(result: FitResult, x: np.ndarray, y: np.ndarray, labels, out_pref
     ax.set_title(_title(result), fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, out_prefix)
+    return save_figure(fig, out_prefix)
 
 
 def plot_power2d(result: FitResult, n: np.ndarray, d: np.ndarray, y: np.ndarray, labels,
                  out_prefix: str) -> list[str]:
     """power2d: metric against model size, one curve (with band) per data size."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    grid = _grid(n)
+    grid = log_grid(n)
     for i, dv in enumerate(np.unique(d)):
         color = f"C{i % 10}"
         mid, low, high = result.band(grid, np.full_like(grid, dv))
@@ -102,7 +102,7 @@ def plot_power2d(result: FitResult, n: np.ndarray, d: np.ndarray, y: np.ndarray,
     ax.set_title(_title(result), fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, out_prefix)
+    return save_figure(fig, out_prefix)
 
 
 def plot_isoflop(result: FitResult, n: np.ndarray, flops: np.ndarray, y: np.ndarray, labels,
@@ -129,7 +129,7 @@ def plot_isoflop(result: FitResult, n: np.ndarray, flops: np.ndarray, y: np.ndar
     used = [e for e in budgets if e["used"]]
     cs = np.array([e["budget"] for e in used])
     opt = 10 ** np.array([e["log10_n_opt"] for e in used])
-    grid = _grid(cs)
+    grid = log_grid(cs)
     mid, low, high = result.band(grid)
     right.fill_between(grid, low, high, color="C0", alpha=0.2, lw=0, label="95 % band")
     right.plot(grid, mid, color="C0", label="N_opt = k C^a")
@@ -141,4 +141,4 @@ def plot_isoflop(result: FitResult, n: np.ndarray, flops: np.ndarray, y: np.ndar
     right.set_title(_title(result), fontsize=8)
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize=7)
-    return _save(fig, out_prefix)
+    return save_figure(fig, out_prefix)

@@ -191,16 +191,18 @@ def collect(runs: list[Run], metric: str, x_kind: str, *, also: tuple[str, ...] 
 
 def write_synthetic_run(path: str, *, size: str, params: float, flops: float, samples: float,
                         metrics: dict[str, float], data_ratio: float = 1.0,
-                        num_clips: int = 4096, family: str = "diffusion", seed: int = 0) -> str:
+                        num_clips: int = 4096, family: str = "diffusion", seed: int = 0,
+                        config_extra: dict | None = None, eval_ci95: dict | None = None) -> str:
     """A minimal run directory as the trainer and evaluator would leave it (tests, demos)."""
     os.makedirs(path, exist_ok=True)
     config = {"family": family, "size": size, "task": f"handx_jax.{family}.task",
               "data": {"ratio": data_ratio, "dir": None, "num_synthetic_clips": num_clips},
-              "train": {"seed": seed}}
+              "train": {"seed": seed}, **(config_extra or {})}
     records = [
         {"step": 1, "loss": 1.0, "params": params, "samples_seen": samples / 2, "flops_seen": flops / 2},
         {"step": 2, "loss": 0.5, "params": params, "samples_seen": samples, "flops_seen": flops},
-        {"step": 2, **{f"eval/{k}": v for k, v in metrics.items()}},
+        {"step": 2, **{f"eval/{k}": v for k, v in metrics.items()},
+         **{f"eval/{k}_ci95": v for k, v in (eval_ci95 or {}).items()}},
     ]
     _write_atomic(os.path.join(path, "config.json"), json.dumps(config, indent=2))
     _write_atomic(os.path.join(path, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in records))
