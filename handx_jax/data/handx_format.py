@@ -137,28 +137,32 @@ def read_npz_members(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
-def _as_str_list(value: Any, path: str, key: str, field: str) -> list[str]:
+def _as_str_list(value: Any, path: str, key: str, field: str, strict: bool) -> Any:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, str):  # a single caption where a list was expected
         value = [value]
     if not isinstance(value, (list, tuple)):
+        if not strict:
+            return value
         raise HandXFormatError(
             f"{path}: clip {key!r}: {field} is {type(value).__name__}, expected a list of str")
     items = []
     for item in value:
         if isinstance(item, bytes):
             item = item.decode("utf-8")
-        if not isinstance(item, str):
+        if not isinstance(item, str) and strict:
             raise HandXFormatError(
                 f"{path}: clip {key!r}: {field} holds {type(item).__name__}, expected str")
         items.append(item)
     return items
 
 
-def _clip_from_record(record: Any, path: str, key: str) -> dict:
+def _clip_from_record(record: Any, path: str, key: str, strict: bool) -> Any:
     """Normalise one unpickled record into the in-memory clip dict (CONTRACTS.md)."""
     if not isinstance(record, dict):
+        if not strict:
+            return record
         raise HandXFormatError(
             f"{path}: clip {key!r}: holds {type(record).__name__}, expected a dict")
     clip: dict[str, Any] = {}
@@ -166,21 +170,24 @@ def _clip_from_record(record: Any, path: str, key: str) -> dict:
         if field == MOTION_KEY:
             clip[field] = np.asarray(value)
         elif field in ANNOTATION_KEYS:
-            clip[field] = _as_str_list(value, path, key, field)
+            clip[field] = _as_str_list(value, path, key, field, strict)
         else:
             clip[field] = np.asarray(value) if isinstance(value, (list, np.ndarray)) else value
     return clip
 
 
-def load_handx(path: str | os.PathLike) -> dict[str, dict]:
+def load_handx(path: str | os.PathLike, *, strict: bool = True) -> dict[str, dict]:
     """Load a HandX release npz into {clip name: clip dict}, safely.
 
     Missing keys or bad shapes are kept as found: `validate.validate_clips` reports them.
-    Raises HandXFormatError (naming file and clip) on disallowed pickles or unreadable data.
+    Records that are not dicts or captions that are not str raise HandXFormatError (naming
+    file and clip) unless `strict=False`, which keeps them for the validator to report.
+    Disallowed pickles and unreadable data always raise.
     """
     path = os.fspath(path)
     members = read_npz_members(path)
-    return {key: _clip_from_record(record, path, key) for key, record in members.items()}
+    return {key: _clip_from_record(record, path, key, strict)
+            for key, record in members.items()}
 
 
 def load_mano(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:

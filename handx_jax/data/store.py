@@ -191,14 +191,17 @@ def is_clips_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def load_any(path: str | os.PathLike) -> dict[str, dict]:
-    """Load clips from either format, dispatching on the file's content."""
+def load_any(path: str | os.PathLike, *, strict: bool = True) -> dict[str, dict]:
+    """Load clips from either format, dispatching on the file's content.
+
+    `strict=False` keeps malformed HandX records for `validate` to report per clip.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     if is_clips_file(path):
         return load_clips(path)
-    return handx_format.load_handx(path)
+    return handx_format.load_handx(path, strict=strict)
 
 
 def load_any_table(path: str | os.PathLike) -> ClipTable:

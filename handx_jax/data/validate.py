@@ -132,7 +132,7 @@ def validate_file(path: str | os.PathLike) -> Report:
     path = os.fspath(path)
     report = Report(path)
     try:
-        clips = store.load_any(path)
+        clips = store.load_any(path, strict=False)
     except (handx_format.HandXFormatError, store.ClipStoreError, OSError) as err:
         report.problems.append(Problem(path, None, None, f"cannot load: {err}"))
         return report

@@ -262,3 +262,18 @@ def test_regenerated_source_rebuilds_tfds_cache_and_stats(tmp_path):
             - stats.mean) / stats.std
     np.testing.assert_allclose(batch["motion"][6], want, atol=1e-5)
     assert not np.allclose(first["motion"][0], batch["motion"][0])
+
+
+def test_build_from_pickle_free_files(data_dir, tmp_path):
+    clips = _source_clips(data_dir, "test")
+    store.save_clips(tmp_path / "train.clips.npz", clips)
+    version = tfds_builder.build(tmp_path, tmp_path / "tfds")
+    source = tfds_builder.data_source(version, "train")
+    assert len(source) == len(clips)
+    for i, (name, clip) in enumerate(clips.items()):
+        record = source[i]
+        assert record["name"].decode() == name
+        np.testing.assert_array_equal(record["motion"], clip["motion"])
+        assert [s.decode() for s in record["left_annotation"]] == clip["left_annotation"]
+    with pytest.raises(KeyError, match="no split 'test'"):
+        tfds_builder.data_source(version, "test")

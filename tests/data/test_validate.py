@@ -34,12 +34,14 @@ def _corrupt(kind):
         del bad["interaction_annotation"]
     elif kind == "not_str":
         bad["left_annotation"] = [1, 2, 3]
+    elif kind == "not_dict":
+        clips["clip_0001"] = bad["motion"]
     return clips
 
 
 KINDS = {"shape": "shape", "nan": "NaN", "inf": "non-finite", "millimetres": "scale",
          "unequal": "unequal", "missing_motion": "missing", "missing_annotation": "missing",
-         "not_str": "str"}
+         "not_str": "str", "not_dict": "expected a dict"}
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -84,6 +86,17 @@ def test_foreign_pickle_fails_in_a_real_process(tmp_path):
     assert result.returncode == 1
     assert "clip_evil" in result.stdout and "refused" in result.stdout
     assert not marker.exists()
+
+
+def test_problems_of_all_clips_reported_together(tmp_path, capsys):
+    clips = _good(4)
+    clips["clip_0000"]["left_annotation"] = [b"x", 5, "z"][1:]
+    clips["clip_0002"]["motion"] = clips["clip_0002"]["motion"] * 100.0
+    path = tmp_path / "two_bad.npz"
+    write_plain_handx(path, clips)
+    assert cli.main(["data", "validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "2 problems" in out and "clip_0000" in out and "clip_0002" in out
 
 
 def test_problem_fields():
