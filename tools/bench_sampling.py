@@ -35,33 +35,16 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
 
 def bench(size: str, batch: int, steps: int, guidance: float, repeats: int) -> dict:
     import jax
-    import numpy as np
 
     from handx_jax import configlib
-    from handx_jax.diffusion import sampling
+    from handx_jax.diffusion.bench import time_sampling
     from handx_jax.diffusion.task import DiffusionTask
     from handx_jax.models import diffusion as diffusion_model
 
     config = configlib.load_config(os.path.join(ROOT, "configs", "diffusion.py") + f":size={size}")
     task = DiffusionTask(config)
     params = task.init_params(jax.random.key(0))
-    rng = np.random.default_rng(0)
-    text = {k: v for k, v in task.dummy_batch(batch).items() if k.startswith("tokens")}
-    for role in ("left", "right", "relation"):
-        tok = rng.integers(2, 500, size=text[f"tokens_{role}"].shape).astype(np.int32)
-        tok[:, 24:] = 0  # typical caption length
-        text[f"tokens_{role}"], text[f"tokens_{role}_mask"] = tok, (tok != 0).astype(np.float32)
-    run = lambda seed: sampling.sample(task, params, text, steps=steps, guidance=guidance, seed=seed)
-    t = time.perf_counter()
-    run(0).block_until_ready()
-    compile_s = time.perf_counter() - t
-    best = float("inf")
-    for r in range(repeats):
-        t = time.perf_counter()
-        out = run(r + 1)
-        out.block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    assert np.all(np.isfinite(np.asarray(out)))
+    compile_s, best = time_sampling(task, params, batch_size=batch, steps=steps, guidance=guidance, repeats=repeats)
     denoiser_fwd = diffusion_model.forward_flops(config) - _text_flops(config)
     passes = 2 if guidance != 1.0 else 1
     flops = denoiser_fwd * batch * passes * steps
