@@ -87,14 +87,26 @@ def local_frames(motion_btjc):
 def rotation_scalars(motion_btjc):
     """Signed bend angle per joint (..., 2, 21) in the hand-local x-z plane."""
     xp = _xp(motion_btjc)
-    rot = local_frames(motion_btjc)  # (..., 2, 3, 3)
-    axis_x = rot[..., None, 0, :]  # (..., 2, 1, 3)
-    axis_z = rot[..., None, 2, :]
-    incoming = motion_btjc - motion_btjc[..., PREV_JOINT, :]
-    outgoing = motion_btjc[..., NEXT_JOINT, :] - motion_btjc
-    # Local x and z components only: the projection onto the local x-z plane.
-    ax, az = _dot3(incoming, axis_x), _dot3(incoming, axis_z)
-    bx, bz = _dot3(outgoing, axis_x), _dot3(outgoing, axis_z)
+    # Coordinate-first layout: every step below works on contiguous (..., 2, 21) planes.
+    px, py, pz = xp.moveaxis(motion_btjc, -1, 0)
+    if xp is np:
+        px, py, pz = (np.ascontiguousarray(c) for c in (px, py, pz))
+    mid, index = skeleton.JOINT_INDEX["middle_mcp"], skeleton.JOINT_INDEX["index_mcp"]
+    # Local x: wrist -> middle MCP; local z: x cross (wrist -> index MCP); both unit.
+    xx, xy, xz = (c[..., mid:mid + 1] - c[..., 0:1] for c in (px, py, pz))
+    norm = xp.sqrt(xp.maximum(xx * xx + xy * xy + xz * xz, 1e-24))
+    xx, xy, xz = xx / norm, xy / norm, xz / norm
+    ix, iy, iz = (c[..., index:index + 1] - c[..., 0:1] for c in (px, py, pz))
+    zx, zy, zz = xy * iz - xz * iy, xz * ix - xx * iz, xx * iy - xy * ix
+    norm = xp.sqrt(xp.maximum(zx * zx + zy * zy + zz * zz, 1e-24))
+    zx, zy, zz = zx / norm, zy / norm, zz / norm
+    # Incoming and outgoing bones, in local x and z (the projection onto the x-z plane).
+    inc = [c - c[..., PREV_JOINT] for c in (px, py, pz)]
+    out = [c[..., NEXT_JOINT] - c for c in (px, py, pz)]
+    ax = inc[0] * xx + inc[1] * xy + inc[2] * xz
+    az = inc[0] * zx + inc[1] * zy + inc[2] * zz
+    bx = out[0] * xx + out[1] * xy + out[2] * xz
+    bz = out[0] * zx + out[1] * zy + out[2] * zz
     # Angle from a to b in that plane, signed by the local-y component of a x b.
     angle = xp.arctan2(az * bx - ax * bz, ax * bx + az * bz)
     sign = xp.asarray(HAND_SIGN, dtype=angle.dtype)[:, None]
