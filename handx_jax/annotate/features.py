@@ -13,6 +13,8 @@ Everything is numpy over arrays shaped (N, T, ...): no loop over frames or clips
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import numpy as np
 
 from handx_jax.hand import geometry, skeleton
@@ -32,6 +34,29 @@ _CHAIN = np.array([skeleton.CHAINS[f] for f in FLEX_FINGERS])  # (5, 5)
 _TIPS = np.array(skeleton.FINGERTIPS)  # (5,)
 _MCP_PIP = np.array([(skeleton.MCP[f], skeleton.PIP[f]) for f in ("index", "middle", "ring",
                                                                    "pinky")])
+
+def _palm_basis() -> tuple[np.ndarray, np.ndarray]:
+    """Corner joints (6,) of the palm triangles and weights M (100, 6): palm = M @ corners.
+
+    Same points as `geometry.palm_points`, written as one linear map so distances to the
+    palm become small matrix products instead of materialised point clouds.
+    """
+    tri = np.asarray(skeleton.PALM_TRIANGLES)
+    corners = np.unique(tri)
+    per = geometry.PALM_BARYCENTRIC.shape[0]
+    weights = np.zeros((len(tri) * per, len(corners)))
+    for t, triangle in enumerate(tri):
+        for k, joint in enumerate(triangle):
+            weights[t * per:(t + 1) * per, np.searchsorted(corners, joint)] += \
+                geometry.PALM_BARYCENTRIC[:, k]
+    return corners, weights
+
+
+PALM_CORNERS, PALM_WEIGHTS = _palm_basis()
+_PALM_W32 = PALM_WEIGHTS.astype(np.float32)
+_PALM_WW = np.einsum("pk,pl->pkl", PALM_WEIGHTS, PALM_WEIGHTS).reshape(
+    PALM_WEIGHTS.shape[0], -1).astype(np.float32)  # (100, 36): |palm point|^2 from Gram
+
 FEATURE_KEYS = ("flexion", "spacing", "intra_tip_dist", "inter_tip_dist", "tip_palm_dist",
                 "palm_palm_dist", "palm_rel", "wrist")
 
@@ -56,51 +81,48 @@ def local_frames(joints: np.ndarray) -> np.ndarray:
     return np.stack([x, y, z], axis=-2)
 
 
+def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return u[..., 0] * v[..., 0] + u[..., 1] * v[..., 1] + u[..., 2] * v[..., 2]
+
+
 def flexion_angles(motion: np.ndarray) -> np.ndarray:
     """Signed bend angles (N, T, 2, 5, 3) in radians; positive = bent towards the palm.
 
     Non-thumb joints: angle between incoming and outgoing bones after dropping their local
     y component, signed by the local y of their cross product (negated for the left hand).
     Thumb: full 3-D angle; the MCP is signed by the local z of the cross product, the CMC
-    and IP are unsigned. Angles below 11 degrees are set to 0.
+    and IP are unsigned. Angles below 11 degrees are set to 0. Angles come from
+    atan2(cross, dot), so no normalisation is needed.
     """
-    rot = local_frames(motion)  # (N, T, 2, 3, 3)
-    local = np.einsum("...ij,...kj->...ki", rot, motion - motion[..., :1, :])  # (N,T,2,21,3)
-    pts = local[..., _CHAIN, :]  # (N, T, 2, 5 fingers, 5 chain joints, 3)
-    bones = pts[..., 1:, :] - pts[..., :-1, :]  # (..., 5, 4, 3)
-    a, b = bones[..., :-1, :], bones[..., 1:, :]  # incoming, outgoing at the 3 interior joints
+    rot = local_frames(motion)  # (N, T, 2, 3, 3) rows x, y, z
+    pts = motion[..., _CHAIN, :]  # (N, T, 2, 5 fingers, 5 chain joints, 3)
+    bones = pts[..., 1:, :] - pts[..., :-1, :]  # (..., 5, 4, 3) world bone vectors
+    x_axis = rot[..., None, None, 0, :]
+    z_axis = rot[..., None, None, 2, :]
+    bx, bz = _dot(bones, x_axis), _dot(bones, z_axis)  # local x and z of every bone
+    ax_, az_ = bx[..., :-1], bz[..., :-1]  # incoming bone at the 3 interior joints
+    bx_, bz_ = bx[..., 1:], bz[..., 1:]  # outgoing bone
+    cross_y = az_ * bx_ - ax_ * bz_
+    dot = ax_ * bx_ + az_ * bz_
     hand_sign = np.array([-1.0, 1.0], dtype=motion.dtype)[:, None, None]  # left negated
+    out = np.arctan2(cross_y, dot) * hand_sign  # (N, T, 2, 5, 3)
 
-    # Non-thumb: project on local x-z.
-    ap, bp = a.copy(), b.copy()
-    ap[..., 1] = 0.0
-    bp[..., 1] = 0.0
-    cos = np.sum(ap * bp, axis=-1) / np.maximum(
-        np.linalg.norm(ap, axis=-1) * np.linalg.norm(bp, axis=-1), 1e-12)
-    angle = np.arccos(np.clip(cos, -1.0, 1.0))
-    cross_y = ap[..., 2] * bp[..., 0] - ap[..., 0] * bp[..., 2]
-    planar = angle * np.where(cross_y < 0, -1.0, 1.0) * hand_sign
-
-    # Thumb: 3-D angle, sign at the MCP from the local z of the cross product.
-    cos3 = np.sum(a * b, axis=-1) / np.maximum(
-        np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
-    angle3 = np.arccos(np.clip(cos3, -1.0, 1.0))
-    cross_z = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-    thumb = angle3[..., 0, :].copy()  # (N, T, 2, 3)
+    # Thumb: 3-D angle between world bones, sign at the MCP from the local z of the cross.
+    ta, tb = bones[..., 0, :-1, :], bones[..., 0, 1:, :]  # (N, T, 2, 3, 3)
+    cross = np.cross(ta, tb)
+    thumb = np.arctan2(np.sqrt(_dot(cross, cross)), _dot(ta, tb))
     # Thumb flexion sweeps across the palm towards the little finger: negative local z in
     # both hands (the local frame mirrors with the hand, so no left/right negation here).
-    thumb_sign = np.where(cross_z[..., 0, 1] < 0, 1.0, -1.0)
-    thumb[..., 1] *= thumb_sign
-    out = planar
+    mcp_sign = np.where(_dot(cross[..., 1, :], rot[..., 2, :]) < 0, 1.0, -1.0)
+    thumb[..., 1] *= mcp_sign
     out[..., 0, :] = thumb
-    out = np.where(np.abs(out) < DEAD_ZONE_RAD, 0.0, out)
-    return out.astype(np.float32)
+    out[np.abs(out) < DEAD_ZONE_RAD] = 0.0
+    return out.astype(np.float32, copy=False)
 
 
 def _angle_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    cos = np.sum(u * v, axis=-1) / np.maximum(
-        np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-12)
-    return np.arccos(np.clip(cos, -1.0, 1.0))
+    cross = np.cross(u, v)
+    return np.arctan2(np.sqrt(_dot(cross, cross)), _dot(u, v))
 
 
 def spacing_angles(motion: np.ndarray) -> np.ndarray:
@@ -192,6 +214,80 @@ def palm_palm_distance(left_palm: np.ndarray, right_palm: np.ndarray,
     return out.reshape(shape)
 
 
+def tip_palm_distance(tips: np.ndarray, corners: np.ndarray,
+                      nearest: int = PALM_NEAREST) -> np.ndarray:
+    """Mean distance (..., K) from tips (..., K, 3) to their `nearest` palm points.
+
+    corners (..., 6, 3) are the palm's triangle corners (`PALM_CORNERS`). With points
+    p = M c relative to the wrist, |t - p|^2 = |t|^2 - 2 M (c t) + M G M^T (G = c c^T), so
+    all 100 distances per tip come from two matrix products.
+    """
+    lead = tips.shape[:-2]
+    origin = corners[..., :1, :]
+    c = (corners - origin).reshape(-1, corners.shape[-2], 3)  # (B, 6, 3)
+    t = (tips - origin).reshape(-1, tips.shape[-2], 3)  # (B, K, 3)
+    gram = np.matmul(c, c.transpose(0, 2, 1)).reshape(c.shape[0], -1)  # (B, 36)
+    sq_palm = gram @ _PALM_WW.T  # (B, 100)
+    ct = np.matmul(t, c.transpose(0, 2, 1))  # (B, K, 6)
+    cross = (ct.reshape(-1, c.shape[1]) @ _PALM_W32.T).reshape(t.shape[0], t.shape[1], -1)
+    d2 = cross
+    d2 *= -2.0
+    d2 += sq_palm[:, None, :]
+    d2 += np.sum(t * t, axis=-1)[..., None]
+    d2.sort(axis=-1)
+    out = np.sqrt(np.maximum(d2[..., :nearest], 0.0)).mean(axis=-1)
+    return out.reshape(*lead, tips.shape[-2])
+
+
+CORNER_BLOCKS = (16, 32, 64)  # candidate block sizes tried before the full matrix
+
+
+def _block_stage(t, s, lc, rc, k: int, pairs: int):
+    """One candidate-block attempt: (mean of the `pairs` closest, exact?) per frame."""
+    rows = np.argpartition(-t, k, axis=-1)
+    cols = np.argpartition(s, k, axis=-1)
+    t_next = np.take_along_axis(t, rows[:, k:k + 1], axis=-1)[:, 0]
+    s_next = np.take_along_axis(s, cols[:, k:k + 1], axis=-1)[:, 0]
+    lsel = np.matmul(_PALM_W32[rows[:, :k]], lc)  # (F, k, 3)
+    rsel = np.matmul(_PALM_W32[cols[:, :k]], rc)
+    d2 = _sq_dist(lsel, rsel).reshape(lc.shape[0], k * k)
+    d2 = np.partition(d2, pairs - 1, axis=-1)[:, :pairs] if k > 16 else np.sort(d2, axis=-1)
+    part = np.sqrt(np.maximum(d2[:, :pairs], 0.0))
+    bound = np.minimum(s.min(axis=-1) - t_next, s_next - t.max(axis=-1))
+    return part.mean(axis=-1), part.max(axis=-1) <= bound
+
+
+def palm_palm_from_corners(left: np.ndarray, right: np.ndarray,
+                           pairs: int = PALM_PAIRS) -> np.ndarray:
+    """`palm_palm_distance` from palm corners (..., 6, 3), never building all 100 points.
+
+    Projections on the centre line are M (c u); each k x k candidate block is gathered as
+    rows of M times the corners, with k growing (`CORNER_BLOCKS`) for the frames a smaller
+    block could not settle exactly; the few left take the full distance matrix.
+    """
+    lead = left.shape[:-2]
+    origin = left[..., :1, :]
+    lc = (left - origin).reshape(-1, left.shape[-2], 3)
+    rc = (right - origin).reshape(-1, right.shape[-2], 3)
+    mean_w = _PALM_W32.mean(axis=0)
+    u = np.einsum("k,fkc->fc", mean_w, rc - lc)
+    u /= np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-9)
+    t = np.matmul(lc, u[:, :, None])[..., 0] @ _PALM_W32.T  # (F, 100)
+    s = np.matmul(rc, u[:, :, None])[..., 0] @ _PALM_W32.T
+    out = np.zeros(lc.shape[0], dtype=np.float32)
+    todo = np.arange(lc.shape[0])
+    for k in CORNER_BLOCKS:
+        if not todo.size:
+            break
+        value, exact = _block_stage(t[todo], s[todo], lc[todo], rc[todo], k, pairs)
+        out[todo[exact]] = value[exact]
+        todo = todo[~exact]
+    if todo.size:
+        out[todo] = _palm_palm_full(np.matmul(_PALM_W32, lc[todo]),
+                                    np.matmul(_PALM_W32, rc[todo]), pairs)
+    return out.reshape(lead)
+
+
 def check_motion(motion: np.ndarray, source: str = "motion") -> np.ndarray:
     """Validate and return motion as float32 (N, T, 2, 21, 3); errors name `source`."""
     motion = np.asarray(motion)
@@ -209,17 +305,24 @@ def check_motion(motion: np.ndarray, source: str = "motion") -> np.ndarray:
     return motion
 
 
-def extract_features(motion_ntjc: np.ndarray, chunk: int = 256) -> dict[str, np.ndarray]:
+def extract_features(motion_ntjc: np.ndarray, chunk: int = 64,
+                     workers: int = 1) -> dict[str, np.ndarray]:
     """Features of clips (N, T, 2, 21, 3) (metres, canonical frame) as arrays with N first.
 
     Returns `flexion` (N,T,2,5,3) rad, `spacing` (N,T,2,3) rad, `intra_tip_dist`
     (N,T,2,4) m (thumb tip to index..pinky tips), `inter_tip_dist` (N,T,5,5) m (left tip i
     to right tip j), `tip_palm_dist` (N,T,2,5) m (a hand's tips to the other palm),
     `palm_palm_dist` (N,T) m, `palm_rel` (N,T,3) m (right palm centre minus left),
-    `wrist` (N,T,2,3) m. Clips are processed in chunks to bound memory.
+    `wrist` (N,T,2,3) m. Clips are processed in chunks to bound memory; `workers` > 1
+    spreads chunks over threads (numpy releases the GIL in its array loops).
     """
     motion = check_motion(motion_ntjc)
-    parts = [_extract_chunk(motion[i:i + chunk]) for i in range(0, motion.shape[0], chunk)]
+    starts = range(0, motion.shape[0], chunk)
+    if workers > 1 and len(starts) > 1:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda i: _extract_chunk(motion[i:i + chunk]), starts))
+    else:
+        parts = [_extract_chunk(motion[i:i + chunk]) for i in starts]
     if not parts:
         parts = [_extract_chunk(motion)]
     return {k: np.concatenate([p[k] for p in parts], axis=0) for k in FEATURE_KEYS}
@@ -227,13 +330,13 @@ def extract_features(motion_ntjc: np.ndarray, chunk: int = 256) -> dict[str, np.
 
 def _extract_chunk(motion: np.ndarray) -> dict[str, np.ndarray]:
     tips = motion[..., _TIPS, :]  # (N, T, 2, 5, 3)
-    palm = geometry.palm_points(motion)  # (N, T, 2, 100, 3)
     intra = np.linalg.norm(tips[..., 1:, :] - tips[..., :1, :], axis=-1)
     inter = np.sqrt(_sq_dist(tips[..., 0, :, :], tips[..., 1, :, :]))
-    other_palm = palm[..., ::-1, :, :]  # hand h's tips against hand 1-h's palm
-    tip_palm = _mean_smallest(_sq_dist(tips, other_palm), PALM_NEAREST)
-    palm_palm = palm_palm_distance(palm[..., 0, :, :], palm[..., 1, :, :])
-    centre = palm.mean(axis=-2)  # (N, T, 2, 3)
+    other_corners = motion[..., ::-1, :, :][..., PALM_CORNERS, :]  # the other hand's palm
+    tip_palm = tip_palm_distance(tips, other_corners)
+    corners = motion[..., PALM_CORNERS, :]  # (N, T, 2, 6, 3)
+    palm_palm = palm_palm_from_corners(corners[..., 0, :, :], corners[..., 1, :, :])
+    centre = np.einsum("k,...kc->...c", _PALM_W32.mean(axis=0), corners)  # (N, T, 2, 3)
     return {
         "flexion": flexion_angles(motion),
         "spacing": spacing_angles(motion),

@@ -1,0 +1,113 @@
+"""Benchmark: motion-feature extraction (and events + rules captions) in clips per second.
+
+Clips are 60 frames. By default they come from the synthetic generator when it is
+available, else from a built-in random hand model; the clip source is printed. BLAS is
+held to one thread per worker so `--workers 2` means two cores.
+
+    python tools/bench_features.py --clips 4000 --workers 2
+"""
+
+import argparse
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def synthetic_clips(count: int, seed: int):
+    """Clips from the synthetic generator, or None when it is not importable."""
+    try:
+        from handx_jax.data.synthetic import generator
+    except ImportError:
+        return None
+    try:
+        out = generator.generate_chunk(seed, "train", range(min(count, 512)), frames=60)
+    except Exception as err:  # the generator's API is another stage's; fall back loudly
+        print(f"synthetic generator unusable ({err}); using the built-in hand model")
+        return None
+    motion = np.asarray(out["motion"], np.float32)
+    reps = -(-count // motion.shape[0])
+    return np.concatenate([motion] * reps)[:count]
+
+
+def random_hands(count: int, seed: int) -> np.ndarray:
+    """Plausible two-hand clips: a rigid template hand per side, drifting and bending."""
+    rng = np.random.default_rng(seed)
+    template = np.array([[0, 0, 0], [-.025, .09, 0], [-.025, .13, 0], [-.025, .155, 0],
+                         [0, .095, 0], [0, .14, 0], [0, .168, 0], [.038, .08, 0],
+                         [.038, .112, 0], [.038, .132, 0], [.02, .09, 0], [.02, .132, 0],
+                         [.02, .158, 0], [-.025, .025, -.01], [-.05, .06, -.01],
+                         [-.07, .085, -.01], [-.085, .105, -.01], [-.025, .177, 0],
+                         [0, .192, 0], [.02, .18, 0], [.038, .15, 0]], np.float32)
+    frames = 60
+    motion = np.empty((count, frames, 2, 21, 3), np.float32)
+    t = np.linspace(0, 1, frames, dtype=np.float32)[None, :, None, None, None]
+    for h, sign in enumerate((-1.0, 1.0)):
+        hand = template * np.array([sign, 1, 1], np.float32)
+        start = rng.uniform(-0.05, 0.05, size=(count, 1, 1, 3)).astype(np.float32)
+        start[..., 0] += sign * 0.15
+        drift = rng.uniform(-0.08, 0.08, size=(count, 1, 1, 3)).astype(np.float32)
+        wobble = 0.01 * np.sin(t * rng.uniform(2, 12, size=(count, 1, 1, 21, 1)) * np.pi)
+        motion[:, :, h] = hand + start + drift[:, None] * t[..., 0, :, :] + wobble[..., 0, :]
+    return motion
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=4000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk", type=int, default=256)
+    parser.add_argument("--events-clips", type=int, default=500)
+    parser.add_argument("--source", choices=("auto", "synthetic", "random"), default="auto")
+    args = parser.parse_args()
+
+    from handx_jax.annotate import events, features, reasoner_rules
+
+    motion = None if args.source == "random" else synthetic_clips(args.clips, 0)
+    source = "synthetic generator"
+    if motion is None:
+        if args.source == "synthetic":
+            raise SystemExit("synthetic generator not available")
+        motion, source = random_hands(args.clips, 0), "built-in random hands"
+    features.extract_features(motion[:64])  # warm-up
+    rows = []
+    for workers in args.workers:
+        best, best_cpu = float("inf"), float("inf")
+        for _ in range(args.repeats):
+            start, cpu = time.perf_counter(), time.process_time()
+            feats = features.extract_features(motion, chunk=args.chunk, workers=workers)
+            best = min(best, time.perf_counter() - start)
+            best_cpu = min(best_cpu, time.process_time() - cpu)
+        rows.append((f"features, {workers} worker(s)", len(motion) / best, best,
+                     len(motion) / best_cpu))
+    sub = {k: v[: args.events_clips] for k, v in feats.items()}
+    start = time.perf_counter()
+    docs = events.batch_events(sub)
+    elapsed = time.perf_counter() - start
+    rows.append(("events (1 core)", len(docs) / elapsed, elapsed, None))
+    start = time.perf_counter()
+    for i, doc in enumerate(docs):
+        reasoner_rules.describe(doc, seed=0, name=str(i))
+    elapsed = time.perf_counter() - start
+    rows.append(("rules captions (1 core)", len(docs) / elapsed, elapsed, None))
+    print(f"clips: {len(motion)} x 60 frames from {source}; os.cpu_count()={os.cpu_count()}")
+    try:
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    print(f"load average at the end: {load} (other work on the machine slows wall time)")
+    print(f"{'stage':<28}{'clips/s':>10}{'seconds':>9}{'clips/CPU-s':>13}")
+    for name, rate, seconds, per_cpu in rows:
+        cpu = f"{per_cpu:>13.0f}" if per_cpu else f"{'-':>13}"
+        print(f"{name:<28}{rate:>10.0f}{seconds:>9.2f}{cpu}")
+    print("target: features >= 1000 clips/s on 2 cores (wall time, workers=2)")
+
+
+if __name__ == "__main__":
+    main()
