@@ -87,13 +87,14 @@ def embedding_metrics(text_emb: np.ndarray, motion_emb: np.ndarray, ref_emb: np.
     return {k: float(v) for k, v in out.items()}
 
 
-def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple]], generate: GenerateFn | None = None,
+def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple]],
+             generate: GenerateFn | dict[str, GenerateFn] | None = None,
              *, model_name: str = "model", replications: int = 20, seed: int = 0, mm_texts: int = 100,
              mm_generations: int = 30, heldout: tuple[np.ndarray, Sequence[Sequence[tuple]]] | None = None,
              batch_size: int = 32, progress: bool = True) -> dict:
     """Replicated evaluation. Rows: 'ground truth', optionally 'held-out ground truth'
     (other clips, e.g. from the train split, scored against the same test reference), and
-    `model_name` when `generate` is given."""
+    `model_name` when `generate` is given (or one row per name when it is a dict of them)."""
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
     n = len(gt_motion)
@@ -105,8 +106,9 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
     per_row: dict[str, list[dict]] = {"ground truth": []}
     if heldout is not None:
         per_row["held-out ground truth"] = []
-    if generate is not None:
-        per_row[model_name] = []
+    generators = {} if generate is None else dict(generate) if isinstance(generate, dict) else {model_name: generate}
+    for name in generators:
+        per_row[name] = []
     bar = tqdm(range(replications), desc="evaluate", unit="rep", disable=not progress, dynamic_ncols=True)
     for rep in bar:
         rng = np.random.default_rng([seed, rep])
@@ -120,21 +122,22 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
             row = embedding_metrics(evaluator.encode_text(held_texts), held_emb, gt_emb, rng, batch_size)
             row.update(motion_metrics(heldout[0], None))
             per_row["held-out ground truth"].append(row)
-        if generate is not None:
-            gen = _check_generated(generate(texts, 1, seed * 1000 + rep), n, gt_motion.shape[1:])
+        for name, gen_fn in generators.items():
+            gen = _check_generated(gen_fn(texts, 1, seed * 1000 + rep), n, gt_motion.shape[1:])
             mm_emb = None
             if mm_generations > 1 and mm_texts > 0:
-                pick = rng.choice(n, mm_texts, replace=False)
-                mm_motion = _check_generated(generate([texts[i] for i in pick], mm_generations, seed * 1000 + rep + 500),
+                pick = np.random.default_rng([seed, rep, 1]).choice(n, mm_texts, replace=False)
+                mm_motion = _check_generated(gen_fn([texts[i] for i in pick], mm_generations, seed * 1000 + rep + 500),
                                              mm_texts * mm_generations, gt_motion.shape[1:])
                 mm_emb = evaluator.encode_motion(mm_motion).reshape(mm_texts, mm_generations, -1)
-            row = embedding_metrics(text_emb, evaluator.encode_motion(gen), gt_emb, rng, batch_size, mm_emb)
+            row = embedding_metrics(text_emb, evaluator.encode_motion(gen), gt_emb,
+                                    np.random.default_rng([seed, rep, 2]), batch_size, mm_emb)
             row.update(motion_metrics(gen, gt_motion))
-            per_row[model_name].append(row)
+            per_row[name].append(row)
     bar.close()
     rows = {name: report.summarize_replications(reps) for name, reps in per_row.items()}
     meta = {"replications": replications, "num_samples": n, "seed": seed, "mm_texts": mm_texts,
-            "mm_generations": mm_generations if generate is not None else 0, "r_precision_batch": batch_size,
+            "mm_generations": mm_generations if generators else 0, "r_precision_batch": batch_size,
             "evaluator": getattr(evaluator, "source", "?"), "evaluator_step": getattr(evaluator, "step", None)}
     return {"rows": rows, "meta": meta}
 
@@ -235,3 +238,53 @@ def write_outputs(workdir: str, result: dict, row: str, step: int) -> dict:
     report.write_text(paths["table"], caption + report.markdown_table(result) + "\n")
     paths["log"] = report.append_metrics(workdir, report.log_record(result, row, step))
     return paths
+
+
+# ------------------------------------------------------------------- sanity checks --
+
+
+def permute_right_frames(motion: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Copy of `motion` whose right hand plays its own frames in a random order (per clip)."""
+    rng = np.random.default_rng(seed)
+    out = np.array(motion, copy=True)
+    for i in range(len(out)):
+        out[i, :, 1] = motion[i, rng.permutation(motion.shape[1]), 1]
+    return out
+
+
+def mismatch_hands(motion: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Copy of `motion` where each clip's right hand comes from another clip (a random
+    derangement): each hand alone is real, but the two no longer act together."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(motion))
+    source = np.empty_like(order)
+    source[order] = np.roll(order, 1)  # clip order[k] takes the right hand of order[k-1]
+    out = np.array(motion, copy=True)
+    out[:, :, 1] = motion[source, :, 1]
+    return out
+
+
+def gaussian_noise_like(motion: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Noise motions: each coordinate drawn from a Gaussian with that coordinate's mean and
+    std over the given clips (right marginals, no structure)."""
+    rng = np.random.default_rng(seed)
+    mean, std = motion.mean(axis=0), motion.std(axis=0)
+    return (mean + std * rng.standard_normal(motion.shape)).astype(np.float32)
+
+
+def sanity_checks(evaluator, gt_motion: np.ndarray, heldout_motion: np.ndarray, seed: int = 0) -> dict:
+    """Reference figures that say whether the evaluator and the metrics can be trusted:
+    FID of held-out ground truth vs of noise (both against `gt_motion`), and contact F1 of
+    the ground truth against itself and against copies whose two hands no longer share
+    their timing (right-hand frames permuted within the clip; right hand from another clip)."""
+    gt_emb = evaluator.encode_motion(gt_motion)
+    out = {"FID_heldout_gt": metrics.fid(gt_emb, evaluator.encode_motion(heldout_motion)),
+           "FID_noise": metrics.fid(gt_emb, evaluator.encode_motion(gaussian_noise_like(gt_motion, seed)))}
+    out["FID_ratio_noise_over_heldout"] = out["FID_noise"] / max(out["FID_heldout_gt"], 1e-12)
+    permuted, mismatched = permute_right_frames(gt_motion, seed), mismatch_hands(gt_motion, seed)
+    for kind in ("intra", "inter"):
+        out[f"C_F1_{kind}_self"] = metrics.contact_prf(gt_motion, gt_motion, kind)["f1"]
+        out[f"C_F1_{kind}_right_frames_permuted"] = metrics.contact_prf(permuted, gt_motion, kind)["f1"]
+        out[f"C_F1_{kind}_hands_mismatched"] = metrics.contact_prf(mismatched, gt_motion, kind)["f1"]
+        out[f"contact_positives_{kind}"] = int(metrics.contact_labels(gt_motion, kind).sum())
+    return out

@@ -16,9 +16,10 @@ INTRA_CONTACT_M = 0.02  # thumb tip vs another tip of the same hand
 INTER_CONTACT_M = 0.025  # fingertip vs the other hand's palm
 PALM_NEAREST = 5  # palm distance = mean of the 5 nearest palm points (DESIGN section 6)
 JOINT_RADIUS_M = 0.008  # sphere radius per joint for the penetration proxy
-# Bend limits (radians) on the signed rotation scalars of the 15 interior joints per hand:
-# beyond 30 degrees of hyperextension or 120 degrees of flexion no human finger goes.
-JOINT_LIMITS_RAD = (np.deg2rad(-30.0), np.deg2rad(120.0))
+# Limits (radians) on the HandX flexion angles (positive = bent towards the palm) of the
+# 15 finger joints per hand: beyond 45 degrees of hyperextension (the passive limit of the
+# MCP joints) or 120 degrees of flexion no human finger joint goes.
+JOINT_LIMITS_RAD = (np.deg2rad(-45.0), np.deg2rad(120.0))
 
 
 def _f64(x, name: str, ndim: int | None = None) -> np.ndarray:
@@ -264,12 +265,12 @@ def bone_length_deviation(motion, reference=None) -> float:
 
 
 def joint_limit_violation_rate(motion, limits: tuple[float, float] = JOINT_LIMITS_RAD) -> float:
-    """Fraction of interior joint angles (15 per hand per frame) outside `limits` (radians)
-    of the signed bend (rotation scalar) of DESIGN section 5."""
-    from handx_jax.data import representations
+    """Fraction of finger joint angles (5 fingers x 3 joints per hand per frame) outside
+    `limits` (radians), measured as the annotation stage's HandX flexion angles."""
+    from handx_jax.annotate import features
 
     m = _motion(motion, "motion")
-    angles = representations.rotation_scalars(m)[..., np.asarray(skeleton.INTERIOR_JOINTS)]
+    angles = features.flexion_angles(m)
     return float(np.mean((angles < limits[0]) | (angles > limits[1])))
 
 

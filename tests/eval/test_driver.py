@@ -123,3 +123,16 @@ def test_clip_arrays_names_bad_clips():
         driver.clip_arrays({"uneven": {**good, "right_annotation": []}}, 12)
     names, motion, caps = driver.clip_arrays({"b": good, "a": good}, 10)
     assert names == ["a", "b"] and motion.shape == (2, 10, 2, 21, 3) and caps[0] == [("a", "b", "c")]
+
+
+def test_hand_shuffles_keep_each_hand_real():
+    motion, _ = _clips(n=10)
+    mism = driver.mismatch_hands(motion, seed=3)
+    np.testing.assert_array_equal(mism[:, :, 0], motion[:, :, 0])
+    sources = [int(np.flatnonzero((motion[:, :, 1] == mism[i, :, 1]).all(axis=(1, 2, 3)))[0]) for i in range(10)]
+    assert sorted(sources) == list(range(10)) and all(s != i for i, s in enumerate(sources))
+    perm = driver.permute_right_frames(motion, seed=3)
+    np.testing.assert_array_equal(perm[:, :, 0], motion[:, :, 0])
+    np.testing.assert_allclose(np.sort(perm[:, :, 1], axis=1), np.sort(motion[:, :, 1], axis=1))
+    noise = driver.gaussian_noise_like(motion, seed=0)
+    assert noise.shape == motion.shape and not np.allclose(noise, motion)
