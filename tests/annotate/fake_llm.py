@@ -20,12 +20,16 @@ def good_answer(tag):
 
 
 class FakeLLM:
-    def __init__(self, script=(), slow_seconds=1.0, fail_after=None, fail_always=None):
+    def __init__(self, script=(), slow_seconds=1.0, fail_after=None, fail_always=None,
+                 delay=0.0):
         self.script = list(script)
         self.slow_seconds = slow_seconds
         self.fail_after = fail_after
         self.fail_always = fail_always
         self.requests = 0
+        self.delay = delay  # seconds every answer takes (to observe concurrency)
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.per_clip = {}
         self.answered = set()
         self.bodies = []
@@ -38,7 +42,15 @@ class FakeLLM:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner._handle(self, body)
+                with owner.lock:
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                try:
+                    time.sleep(owner.delay)
+                    owner._handle(self, body)
+                finally:
+                    with owner.lock:
+                        owner.in_flight -= 1
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

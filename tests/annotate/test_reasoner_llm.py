@@ -136,3 +136,13 @@ def test_permanent_failures_listed_and_partial_output_only_on_request(tmp_path):
     written = store.load_clips(out)
     assert set(written) == set(clips) - failed
     assert all(len(c["left_annotation"]) == 5 for c in written.values())
+
+
+def test_concurrency_is_bounded(tmp_path):
+    src, clips = _clip_file(tmp_path, 8)
+    with FakeLLM(delay=0.15) as server:
+        report = pipeline.annotate_file(src, str(tmp_path / "c.clips.npz"), backend="llm",
+                                        concurrency=3, progress=False,
+                                        llm_config=_config(server.url, timeout=5.0))
+    assert report["annotated"] == 8 and server.requests == 8
+    assert 2 <= server.max_in_flight <= 3
