@@ -229,18 +229,30 @@ def test_cli_convert_round_trip(data_dir, tmp_path, capsys):
         assert a[name]["left_annotation"] == b[name]["left_annotation"]
     assert cli.main(["data", "stats", "--data_dir", str(tmp_path / "nothing")]) == 1
     assert "wrote 6 clips" in capsys.readouterr().out
+    assert cli.main(["data", "stats", "--data_dir", str(data_dir), "--representation",
+                     "joint_pos", "--force"]) == 0
+    n_frames = sum(c["motion"].shape[0] for c in _source_clips(data_dir).values())
+    assert f"126 features over {n_frames} frames" in capsys.readouterr().out
 
 
-def test_worker_processes_give_the_same_batches(data_dir):
-    local = _take(iter(_dataset(data_dir, seed=5)), 3)
+def test_worker_processes_give_the_same_batches_and_restore(data_dir):
+    local = _take(iter(_dataset(data_dir, seed=5)), 4)
     it = iter(_dataset(data_dir, seed=5, worker_count=1))
     try:
-        remote = _take(it, 3)
+        remote = _take(it, 2)
+        state = it.get_state()
+        remote += _take(it, 2)
+        _take(it, 1)
+        it.set_state(state)
+        again = _take(it, 2)
     finally:
         del it
     for x, y in zip(local, remote):
         np.testing.assert_array_equal(x["motion"], y["motion"])
         np.testing.assert_array_equal(x["caption_relation"], y["caption_relation"])
+    for x, y in zip(local[2:], again):
+        np.testing.assert_array_equal(x["motion"], y["motion"])
+        np.testing.assert_array_equal(x["clip_index"], y["clip_index"])
 
 
 def test_test_split_and_default_shard(data_dir):
