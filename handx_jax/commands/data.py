@@ -68,7 +68,10 @@ def cmd_build(args) -> int:
     from handx_jax.data import tfds_builder
     out = args.out or os.path.join(args.src, "tfds")
     try:
-        path = tfds_builder.build(args.src, out, overwrite=args.overwrite)
+        # An existing build is kept only when it was made from the current source files.
+        stale = not tfds_builder.is_current(args.src, out)
+        with tfds_builder.build_lock(out):
+            path = tfds_builder.build(args.src, out, overwrite=args.overwrite or stale)
     except (tfds_builder.InvalidSourceError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -120,7 +123,8 @@ def register(subparsers) -> None:
     p = data_sub.add_parser("build", help="build the TFDS (array_record) dataset")
     p.add_argument("--src", required=True, help="directory with train/test clip files")
     p.add_argument("--out", default=None, help="TFDS data_dir (default SRC/tfds)")
-    p.add_argument("--overwrite", action="store_true", help="rebuild an existing build")
+    p.add_argument("--overwrite", action="store_true",
+                   help="rebuild even when the existing build matches the source files")
     p.set_defaults(func=cmd_build)
 
     p = data_sub.add_parser("stats", help="normalisation statistics over the train split")
