@@ -142,7 +142,7 @@ def local_joints(flexion: jnp.ndarray, abduction: jnp.ndarray) -> jnp.ndarray:
     # The thumb's directions live in its own basis (rest direction, flexion direction,
     # abduction axis): rotate them into the hand frame.
     thumb_dirs = _thumb_directions(cum[..., 0, :], abd[..., 0])
-    thumb = jnp.einsum("ij,...bj->...bi", jnp.asarray(THUMB_BASIS, dtype), thumb_dirs)
+    thumb = _rotate(jnp.asarray(THUMB_BASIS, dtype), thumb_dirs)
     dirs = jnp.concatenate([thumb[..., None, :, :], dirs[..., 1:, :, :]], axis=-3)
     segments = dirs * jnp.asarray(PHALANX_LENGTHS, dtype)[..., None]  # (..., 5, 3, 3)
     chain = jnp.asarray(BASE_OFFSETS, dtype)[..., None, :] + jnp.cumsum(segments, axis=-2)
@@ -151,6 +151,12 @@ def local_joints(flexion: jnp.ndarray, abduction: jnp.ndarray) -> jnp.ndarray:
     wrist = jnp.zeros(pts.shape[:-3] + (1, 3), dtype)
     gathered = pts.reshape(pts.shape[:-3] + (20, 3))
     return jnp.concatenate([wrist, gathered], axis=-2)[..., _ORDER, :]
+
+
+def _rotate(rot, pts):
+    """rot (..., 3, 3) applied to points (..., 3) by broadcasting (cheaper than einsum)."""
+    return (pts[..., 0:1] * rot[..., :, 0] + pts[..., 1:2] * rot[..., :, 1]
+            + pts[..., 2:3] * rot[..., :, 2])
 
 
 def _thumb_directions(cum: jnp.ndarray, abd: jnp.ndarray) -> jnp.ndarray:
@@ -187,7 +193,7 @@ def forward_kinematics(params: HandParams | dict) -> jnp.ndarray:
     rot = jnp.asarray(params.wrist_rot, dtype)
     if rot.shape[-2:] != (3, 3):
         rot = rotation_matrix(rot)
-    world = jnp.einsum("...ij,...kj->...ki", rot, local * scale)
+    world = _rotate(rot[..., None, :, :], local * scale)
     world = world + jnp.asarray(params.wrist_pos, dtype)[..., None, :]
     left = jnp.asarray(params.left, bool)[..., None, None]
     return jnp.where(left, world * jnp.asarray(_MIRROR, dtype), world)

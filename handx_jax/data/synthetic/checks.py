@@ -49,9 +49,14 @@ def contact_distances(motion: np.ndarray) -> dict[str, np.ndarray]:
     tip_palm = np.stack([_tip_palm(tips[..., 0, :, :], palm[..., 1, :, :]),
                          _tip_palm(tips[..., 1, :, :], palm[..., 0, :, :])], axis=-2)
     tip_tip = np.linalg.norm(tips[..., 0, :, None, :] - tips[..., 1, None, :, :], axis=-1)
-    d = np.linalg.norm(palm[..., 0, :, None, :] - palm[..., 1, None, :, :], axis=-1)
-    flat = d.reshape(d.shape[:-2] + (-1,))
-    palm_palm = np.partition(flat, PALM_PAIRS - 1, axis=-1)[..., :PALM_PAIRS].mean(axis=-1)
+    palm_palm = np.zeros(motion.shape[:-3])
+    for i in range(0, motion.shape[0], 8):  # chunks bound the (P x Q) distance matrices
+        a, b = palm[i:i + 8, ..., 0, :, :], palm[i:i + 8, ..., 1, :, :]
+        d2 = (np.sum(a * a, -1)[..., :, None] + np.sum(b * b, -1)[..., None, :]
+              - 2.0 * np.matmul(a, np.swapaxes(b, -1, -2)))
+        flat = d2.reshape(d2.shape[:-2] + (-1,))
+        part = np.partition(flat, PALM_PAIRS - 1, axis=-1)[..., :PALM_PAIRS]
+        palm_palm[i:i + 8] = np.sqrt(np.maximum(part, 0.0)).mean(axis=-1)
     return {"intra": intra, "tip_palm": tip_palm, "tip_tip": tip_tip, "palm_palm": palm_palm}
 
 

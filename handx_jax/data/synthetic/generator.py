@@ -61,7 +61,7 @@ def _apply(rot: np.ndarray, origin: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Express points (N, ..., 3) in frames (rot (N, 3, 3), origin (N, 3))."""
     shape = pts.shape
     flat = pts.reshape(shape[0], -1, 3) - origin[:, None, :]
-    return np.einsum("nij,npj->npi", rot, flat, optimize=False).reshape(shape)
+    return np.matmul(flat, rot.transpose(0, 2, 1)).reshape(shape)
 
 
 def _angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -138,24 +138,27 @@ def generate_chunk(seed: int, split: str, indices, frames: int = 60,
     left = np.array([True, False])
     mirror = np.where(left[:, None], np.array([-1.0, 1.0, 1.0]), 1.0)  # (2, 3)
 
-    def fk(fpose, wvec):
-        flex, abd = poses.split(fpose)
-        return kinematics.forward_kinematics(kinematics.HandParams(
-            flex, abd, _rotations(orients, wvec[..., 3:]), wvec[..., :3] * mirror,
-            np.broadcast_to(scale[:, None, None], wvec.shape[:3]),
-            np.broadcast_to(left, wvec.shape[:3])))
+    def fk(local, wvec):
+        """World joints from hand-frame joints: scale, rotate, translate, mirror the left."""
+        rot = _rotations(orients, wvec[..., 3:])[..., None, :, :]
+        world = kinematics._rotate(rot, local * scale[:, None, None, None, None])
+        world = world + (wvec[..., :3] * mirror)[..., None, :]
+        return world * mirror[:, None, :]
 
-    clean = fk(finger, wrist)  # (N, T, 2, 21, 3) world, float64
-    motion = clean if quality == "high" else fk(noisy_f, noisy_w)
+    flex, abd = poses.split(finger)
+    local = kinematics.local_joints(flex, abd)
+    clean = fk(local, wrist)  # (N, T, 2, 21, 3) world, float64
+    if quality == "high":
+        motion = clean
+    else:
+        motion = fk(kinematics.local_joints(*poses.split(noisy_f)), noisy_w)
     motion = np.take_along_axis(motion, drop_idx[:, :, None, None, None], axis=1)
     rot, origin = _canonical(motion)
     motion = _apply(rot, origin, motion)
     clean = _apply(rot, origin, clean)
 
     # ---- ground truth
-    flex, abd = poses.split(finger)
     flexion = flex.copy()
-    local = kinematics.local_joints(flex, abd)
     flexion[..., 0, :] = thumb_bend(local)
     gt = {
         "flexion": flexion.astype(np.float32),
