@@ -5,7 +5,8 @@ An event is `{start, end, start_des, end_des, v_des}` (a state change at a speed
 `{start, end, direction, v_des}` as in HandX. Frames are `[start, end)` (end exclusive,
 so a state held for a whole 60-frame clip is `0..60`).
 
-Rules: an event lasts at least 6 frames (4 for wrist and relative position); a moving
+Rules: an event lasts at least 6 frames (4 for wrist and relative position; contact runs
+first have gaps of <= 2 frames closed); a moving
 event needs >= 80 % of its frame-to-frame velocities of one sign; contacts are segmented
 first and take their frames away from the proximity events of the same pair.
 
@@ -24,7 +25,7 @@ FPS = skeleton.FPS
 MIN_LEN = 6
 MIN_LEN_SHORT = 4  # wrist trajectory and palm relative position
 SIGN_CONSISTENCY = 0.8
-CONTACT_MIN_LEN = 3  # contacts are brief by nature; see docs/annotate.md
+CONTACT_MIN_LEN = MIN_LEN  # contacts follow the general 6-frame minimum
 CONTACT_GAP = 2  # contact runs separated by <= this many frames are one contact
 
 DEG = np.pi / 180.0

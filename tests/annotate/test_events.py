@@ -53,7 +53,10 @@ def test_contacts_close_short_gaps_and_drop_blips():
     mask[0, 5:10] = True
     mask[0, 11:15] = True  # 1-frame gap: one contact 5..15
     mask[0, 30] = True  # a 1-frame blip: dropped
+    mask[0, 33:38] = True  # 5 frames: shorter than the 6-frame minimum, dropped
     assert E.contact_intervals(mask) == [[(5, 15)]]
+    mask[0, 38] = True  # 6 frames: kept
+    assert E.contact_intervals(mask) == [[(5, 15), (33, 39)]]
 
 
 def test_wrist_events_need_three_centimetres_and_give_direction():
