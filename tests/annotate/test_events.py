@@ -52,7 +52,7 @@ def test_contacts_close_short_gaps_and_drop_blips():
     mask = np.zeros((1, 40), bool)
     mask[0, 5:10] = True
     mask[0, 11:15] = True  # 1-frame gap: one contact 5..15
-    mask[0, 30] = True  # a 1-frame blip: dropped
+    mask[0, 22] = True  # a 1-frame blip: dropped
     mask[0, 33:38] = True  # 5 frames: shorter than the 6-frame minimum, dropped
     assert E.contact_intervals(mask) == [[(5, 15)]]
     mask[0, 38] = True  # 6 frames: kept
