@@ -3,16 +3,17 @@
 Sizes are the diffusion config's `T` (2 layers, d 64) reshaped through model overrides:
 T1 (1 layer, d 32), T (2 layers, d 64) and T3 (3 layers, d 96); the label becomes the
 run's `size`. Every point uses `runlocal` (batch 8) with `steps` steps; the evaluator is
-the tiny `T` evaluator. Meant to run end to end (launch, evaluate, fit, plot) in well
-under 45 minutes on 2 CPU cores. Options: steps (default 150), clips (synthetic train
-clips, default 256), replications (evaluation replications, default 3).
+the tiny `T` evaluator trained for `evaluator_steps`. Meant to run end to end (launch,
+evaluate, fit, plot) in well under 45 minutes on 2 CPU cores. Options: steps (default
+1000), evaluator_steps (default 600), clips (synthetic train clips, default 512),
+replications (evaluation replications, default 3).
 """
 
 import ml_collections
 
 from handx_jax import configlib
 
-OPTIONS = ("steps", "clips", "replications")
+OPTIONS = ("steps", "evaluator_steps", "clips", "replications")
 SIZES = {
     "T1": ["model.num_layers=1", "model.d_model=32", "model.mlp_dim=64", "model.num_heads=2"],
     "T": [],
@@ -26,16 +27,17 @@ def get_config(arg=None):
     unknown = sorted(set(opts) - set(OPTIONS))
     if unknown:
         raise ValueError(f"configs/sweeps/tiny.py: unknown option(s) {unknown}; allowed: {', '.join(OPTIONS)}")
-    steps = int(opts.get("steps", 150))
+    steps = int(opts.get("steps", 1000))
     c = ml_collections.ConfigDict()
     c.name = "tiny"
     c.runlocal = True
     c.points = [dict(family="diffusion", size="T", label=label, data=ratio, steps=steps, seed=0,
                      overrides=list(overrides))
                 for label, overrides in SIZES.items() for ratio in RATIOS]
-    c.common_overrides = ["train.log_every=10", f"train.ckpt_every={steps}"]
-    c.data = dict(dir=None, num_synthetic_clips=int(opts.get("clips", 256)), num_test_clips=64)
-    c.evaluator = dict(config="configs/evaluator.py:size=T,runlocal", overrides=[])
+    c.common_overrides = ["train.log_every=50", f"train.ckpt_every={steps}"]
+    c.data = dict(dir=None, num_synthetic_clips=int(opts.get("clips", 512)), num_test_clips=64)
+    c.evaluator = dict(config="configs/evaluator.py:size=T,runlocal",
+                       overrides=[f"train.steps={int(opts.get('evaluator_steps', 600))}"])
     # Few sampling steps and a small MultiModality set keep evaluation to about a minute.
     c.evaluate = dict(args=["--replications", str(int(opts.get("replications", 3))), "--steps", "10",
                             "--mm-texts", "8", "--mm-generations", "4"])
