@@ -132,9 +132,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    evaluator = launch.read_status(os.path.abspath(args.out), launch.EVALUATOR_ID)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"evaluator": evaluator, "points": rows}, indent=2))
     else:
+        print(f"evaluator: {evaluator['state']}" + (f" ({evaluator['detail']})" if evaluator.get("detail") else ""))
         print(launch.format_status(rows, tuple(m for m in args.metrics.split(",") if m)))
     return 0
 

@@ -185,3 +185,20 @@ def test_local_backend_skips_done_and_resumes(tmp_path, monkeypatch):
     assert again.count("train --config") == 2 and "evaluator train" not in again
     text = launch.format_status(launch.sweep_status(str(out)))
     assert "6 done (of 6)" in text
+
+
+def test_sweep_commands(tmp_path, capsys):
+    from handx_jax import cli
+
+    out = tmp_path / "t"
+    assert cli.main(["sweep", "launch", "tiny", "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("handx train --config configs/diffusion.py:size=T") == 6
+    assert not out.exists()  # a dry run writes nothing
+    assert cli.main(["sweep", "launch", "tiny", "--out", str(out), "--backend", "slurm"]) == 0
+    assert sorted(os.listdir(out / "slurm")) == ["evaluator.sbatch", "submit.sh", "sweep.sbatch"]
+    capsys.readouterr()
+    assert cli.main(["sweep", "status", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "evaluator: pending" in printed and "6 pending (of 6)" in printed
+    assert cli.main(["sweep", "launch", "no_such_sweep", "--out", str(out)]) == 1
