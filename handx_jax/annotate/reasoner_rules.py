@@ -39,18 +39,33 @@ def join_names(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def marker(start: int, end: int, frames: int, rng, count: int = 1) -> str:
-    """Temporal marker of an interval (or of `count` repeated intervals)."""
+PHRASES = {"repeat": ("repeatedly", "several times over the clip", "again and again"),
+           "throughout": ("throughout", "for the whole sequence", "the entire time"),
+           "initially": ("initially", "at the beginning", "early on"),
+           "mid": ("mid-sequence", "in the middle of the motion", "midway"),
+           "end": ("towards the end", "near the end", "late in the sequence")}
+
+
+def bucket(start: int, end: int, frames: int, count: int = 1) -> str:
+    """Temporal class of an interval (or of `count` repeated intervals): a PHRASES key."""
     if count >= 2:
-        return str(rng.choice(["repeatedly", "several times over the clip", "again and again"]))
+        return "repeat"
     if end - start >= 0.8 * frames:
-        return str(rng.choice(["throughout", "for the whole sequence", "the entire time"]))
+        return "throughout"
     centre = 0.5 * (start + end)
     if centre < frames / 3:
-        return str(rng.choice(["initially", "at the beginning", "early on"]))
-    if centre < 2 * frames / 3:
-        return str(rng.choice(["mid-sequence", "in the middle of the motion", "midway"]))
-    return str(rng.choice(["towards the end", "near the end", "late in the sequence"]))
+        return "initially"
+    return "mid" if centre < 2 * frames / 3 else "end"
+
+
+def phrase(key: str, rng) -> str:
+    """One wording of a temporal class (other strings, e.g. counts, pass through)."""
+    return str(rng.choice(PHRASES[key])) if key in PHRASES else key
+
+
+def marker(start: int, end: int, frames: int, rng, count: int = 1) -> str:
+    """A worded temporal marker of an interval."""
+    return phrase(bucket(start, end, frames, count), rng)
 
 
 def _frames(start: int, end: int) -> str:
@@ -153,7 +168,7 @@ def _hand_statements(hand_ev: dict, frames: int, level: str, rng, who: str) -> l
         if len(ivs) >= 2:
             key = ("repeat", len(ivs))
         else:
-            key = ("once", marker(ivs[0][0], ivs[0][1], frames, rng))
+            key = ("once", bucket(ivs[0][0], ivs[0][1], frames))
         groups.setdefault(key, []).append((finger, ivs))
     for key, items in groups.items():
         fingers = join_names([f for f, _ in items])
@@ -166,10 +181,11 @@ def _hand_statements(hand_ev: dict, frames: int, level: str, rng, who: str) -> l
                                    f"the thumb and the {fingers} {tips} meet {count}, "
                                    "again and again"]))
         else:
-            text = str(rng.choice([f"{key[1]}, the thumb touches the {fingers} {tips}",
-                                   f"{key[1]}, the thumb tip makes contact with the {fingers} "
+            when = phrase(key[1], rng)
+            text = str(rng.choice([f"{when}, the thumb touches the {fingers} {tips}",
+                                   f"{when}, the thumb tip makes contact with the {fingers} "
                                    f"{tips}",
-                                   f"the thumb meets the {fingers} {tips} {key[1]}"]))
+                                   f"the thumb meets the {fingers} {tips} {when}"]))
         if level == "detailed":
             if len(items) == 1:
                 text += " " + ", ".join(_frames(s, e) for s, e in items[0][1])
@@ -216,11 +232,11 @@ def _hand_statements(hand_ev: dict, frames: int, level: str, rng, who: str) -> l
             m = moves[0] if len(moves) == 1 else moves
             if isinstance(m, list):
                 sigs.setdefault(("pair", m[0]["dir"], m[1]["dir"],
-                                 marker(m[0]["start"], m[1]["end"], frames, rng)),
+                                 bucket(m[0]["start"], m[1]["end"], frames)),
                                 []).append(finger)
             else:
                 sigs.setdefault(("move", m["dir"], m["from"], m["to"], m["speed"],
-                                 marker(m["start"], m["end"], frames, rng),
+                                 bucket(m["start"], m["end"], frames),
                                  (m["start"], m["end"]) if level == "detailed" else None),
                                 []).append(finger)
     flex_sentences = []
@@ -249,10 +265,12 @@ def _hand_statements(hand_ev: dict, frames: int, level: str, rng, who: str) -> l
         elif sig[0] == "pair":
             first = "bend" if sig[1] == "bend" else "straighten"
             second = "straighten" if first == "bend" else "bend"
-            text = f"{sig[3]}, the {names} {noun} {first}{verb_s} and then {second}{verb_s}"
+            text = (f"{phrase(sig[3], rng)}, the {names} {noun} {first}{verb_s} and then "
+                    f"{second}{verb_s}")
             flex_sentences.append((2, _sentence(text)))
         else:
             _, d, a, b, speed, when, span = sig
+            when = phrase(when, rng)
             verb = ("bend" if d == "bend" else "straighten") + verb_s
             text = str(rng.choice([
                 f"{when}, the {names} {noun} {verb} {str(rng.choice(SPEED[speed]))} from "
@@ -326,22 +344,43 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
     contact_tips: set[tuple[str, str]] = set()
     # fingertip-fingertip contacts across hands, grouped by the left fingertip
     by_left: dict[tuple, list] = {}
+    matching: dict[tuple, list] = {}  # same finger of both hands, e.g. palms pressed together
     for key, evs in rel.get("finger_tip_contact", {}).items():
         left, right = [_parse_tip(n) for n in key.split(",")]
         contact_tips.update([left, right])
         ivs = [(e["start"], e["end"]) for e in evs]
-        when = (marker(ivs[0][0], ivs[0][1], frames, rng) if len(ivs) == 1
+        when = (bucket(ivs[0][0], ivs[0][1], frames) if len(ivs) == 1
                 else f"{COUNT.get(len(ivs), f'{len(ivs)} times')}")
-        by_left.setdefault((left[1], when, len(ivs)), []).append((right[1], ivs))
-    for (lf, when, n), items in by_left.items():
+        if left[1] == right[1]:
+            matching.setdefault((when, len(ivs)), []).append((left[1], ivs))
+        else:
+            by_left.setdefault((left[1], when, len(ivs)), []).append((right[1], ivs))
+    for (when_key, n), items in matching.items():
+        when = phrase(when_key, rng)
+        if len(items) == 1:
+            by_left.setdefault((items[0][0], when_key, n), []).append(items[0])
+            continue
+        names = join_names([f for f, _ in items])
+        if n >= 2:
+            text = (f"the left and right {names} fingertips repeatedly touch their "
+                    f"counterparts, {when}")
+        else:
+            text = str(rng.choice([
+                f"{when}, the left {names} fingertips touch the matching right fingertips",
+                f"the left and right {names} fingertips meet pairwise {when}"]))
+        if level == "detailed":
+            text += " " + ", ".join(_frames(s, e) for s, e in items[0][1])
+        out.append(_sentence(text))
+    for (lf, when_key, n), items in by_left.items():
+        when = phrase(when_key, rng)
         rights = join_names([r for r, _ in items])
         tips = "tip" if len(items) == 1 else "tips"
         if n >= 2:
-            text = f"the left {lf} fingertip taps the right {rights} {tips} {when}"
+            text = f"the left {lf} tip repeatedly taps the right {rights} {tips}, {when}"
         else:
-            text = str(rng.choice([f"{when}, the left {lf} fingertip touches the right {rights} "
+            text = str(rng.choice([f"{when}, the left {lf} tip touches the right {rights} "
                                    f"{tips}",
-                                   f"the left {lf} fingertip makes contact with the right "
+                                   f"the left {lf} tip makes contact with the right "
                                    f"{rights} {tips} {when}"]))
         if level == "detailed":
             text += " " + ", ".join(_frames(s, e) for _, ivs in items for s, e in ivs)
@@ -356,16 +395,17 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
         cts = [e for e in evs if e.get("constant_des") == "Contact"]
         if cts:
             contact_tips.add((hand, finger))
-            when = (marker(cts[0]["start"], cts[0]["end"], frames, rng) if len(cts) == 1
+            when = (bucket(cts[0]["start"], cts[0]["end"], frames) if len(cts) == 1
                     else COUNT.get(len(cts), f"{len(cts)} times"))
             span = ", ".join(_frames(e["start"], e["end"]) for e in cts)
             palm_contacts.setdefault((hand, other, when, len(cts)), []).append((finger, span))
         else:
             nears = [e for e in evs if "Near" in (e.get("constant_des"), e.get("end_des"))]
             if nears:
-                near.setdefault((hand, other, marker(nears[0]["start"], nears[-1]["end"],
-                                                     frames, rng)), []).append(finger)
-    for (hand, other, when, n), items in palm_contacts.items():
+                near.setdefault((hand, other, bucket(nears[0]["start"], nears[-1]["end"],
+                                                     frames)), []).append(finger)
+    for (hand, other, when_key, n), items in palm_contacts.items():
+        when = phrase(when_key, rng)
         fingers = [f for f, _ in items]
         one = len(fingers) == 1
         tips = "fingertip" if one else "fingertips"
@@ -381,7 +421,8 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
             text += " " + "; ".join(span for _, span in items)
         out.append(_sentence(text))
     if level != "concise":
-        for (hand, other, when), fingers in near.items():
+        for (hand, other, when_key), fingers in near.items():
+            when = phrase(when_key, rng)
             fingers = [f for f in fingers if (hand, f) not in contact_tips]
             if fingers:
                 tips = "fingertip comes" if len(fingers) == 1 else "fingertips come"
