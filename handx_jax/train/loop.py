@@ -62,7 +62,9 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Sche
 class Trainer:
     """Builds everything a run needs from a config; `train()` below drives it."""
 
-    def __init__(self, config: Any, workdir: str, devices=None):
+    def __init__(self, config: Any, workdir: str, devices=None, example_batch: dict | None = None):
+        """`example_batch` (process-local numpy) skips building the input pipeline; benchmarks
+        use it to time the step on stand-in data."""
         if not flags.FLAGS.is_parsed():
             flags.FLAGS.mark_as_parsed()
         self.config, self.workdir = config, workdir
@@ -73,11 +75,15 @@ class Trainer:
         sharding_lib.check_batch_size(self.batch_size, self.mesh)
         self.tx, self.schedule = optim.make_optimizer(tc)
         self.process_count, self.process_index = jax.process_count(), jax.process_index()
-        self.dataset = self.task.train_inputs(
-            batch_size=self.batch_size // self.process_count, seed=int(tc.seed),
-            shard_index=self.process_index, shard_count=self.process_count)
         self.batch_sharding = sharding_lib.batch_sharding(self.mesh)
-        example = self.to_global(next(iter(self.dataset)))
+        if example_batch is None:
+            self.dataset = self.task.train_inputs(
+                batch_size=self.batch_size // self.process_count, seed=int(tc.seed),
+                shard_index=self.process_index, shard_count=self.process_count)
+            example_batch = next(iter(self.dataset))
+        else:
+            self.dataset = None
+        example = self.to_global(example_batch)
         self.batch_spec = jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.batch_sharding), example)
         self.rng = jax.random.PRNGKey(int(tc.seed))

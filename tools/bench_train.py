@@ -1,0 +1,135 @@
+"""Training-step throughput and MFU for task configs (default: diffusion XS and S, batch 64).
+
+    python tools/bench_train.py [--config configs/diffusion.py] [--sizes XS,S] [--batch 64]
+                                [--steps 5] [--profile DIR]
+
+MFU = analytic training FLOPs per example x examples/s / peak, where the peak is a float32
+matmul measured in this same run (`handx_jax.train.flops.measure_matmul_peak`); the XLA
+column uses XLA's own FLOP count of the compiled step instead of the analytic one. The step
+runs on stand-in batches (the task's `dummy_batch`, randomised), which time the same as
+real ones. `--profile DIR` writes a jax.profiler trace of the timed steps per size.
+
+Sampling: if `handx_jax.diffusion.bench:sampling_throughput(config, params, *, batch_size,
+steps, guidance) -> samples/s` exists, its DDIM-50 guided throughput is added to the table
+(the hook for the diffusion family).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from handx_jax import configlib, jax_setup  # noqa: E402
+from handx_jax.train import flops as flops_lib  # noqa: E402
+from handx_jax.train import loop, state as state_lib  # noqa: E402
+
+SAMPLING_HOOK = "handx_jax.diffusion.bench:sampling_throughput"
+
+
+def stand_in_batch(task, batch_size: int, seed: int = 0) -> dict:
+    """Random numeric batch with the task's fields (token ids kept in range)."""
+    if not hasattr(task, "dummy_batch"):
+        raise SystemExit("the task has no dummy_batch(batch_size); benchmark it with real data")
+    rng = np.random.default_rng(seed)
+    batch = task.dummy_batch(batch_size)
+    out = {}
+    for k, v in batch.items():
+        if k.endswith("_mask") or k == "mask":
+            out[k] = np.ones_like(v)
+        elif np.issubdtype(v.dtype, np.integer):
+            out[k] = rng.integers(1, 100, size=v.shape).astype(v.dtype)
+        else:
+            out[k] = rng.standard_normal(v.shape).astype(v.dtype)
+    return out
+
+
+def sampling_hook():
+    module_name, _, attr = SAMPLING_HOOK.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir: str | None) -> dict:
+    config = configlib.load_config(spec)
+    config.train.batch_size = batch_size
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 1, 1
+    config.train.steps = 10 ** 6
+    task_probe = loop.load_task(config)
+    trainer = loop.Trainer(config, "/tmp", example_batch=stand_in_batch(task_probe, batch_size))
+    t0 = time.perf_counter()
+    compiled = trainer.compile()
+    compile_s = time.perf_counter() - t0
+    state = trainer.init_state()
+    batch = trainer._example
+    key = jax.device_put(jax.random.PRNGKey(1), trainer.replicated)
+    for _ in range(2):  # warm-up
+        state, metrics = compiled(state, batch, key)
+    jax.block_until_ready(metrics)
+    if profile_dir:
+        jax.profiler.start_trace(os.path.join(profile_dir, config.get("size", "run")))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = compiled(state, batch, key)
+    jax.block_until_ready((state, metrics))
+    step_s = (time.perf_counter() - t0) / steps
+    if profile_dir:
+        jax.profiler.stop_trace()
+    fpe = float(trainer.task.flops_per_example())
+    xla = flops_lib.xla_flops(compiled)
+    row = {"size": config.get("size", "?"), "params": state_lib.count_params(state.params),
+           "batch": batch_size, "step_s": step_s, "samples_s": batch_size / step_s,
+           "gflop_step": fpe * batch_size / 1e9, "xla_gflop_step": xla / 1e9,
+           "mfu": fpe * batch_size / step_s / peak, "mfu_xla": xla / step_s / peak,
+           "compile_s": compile_s, "loss": float(metrics["loss"])}
+    hook = sampling_hook()
+    if hook is not None:
+        row["ddim50_samples_s"] = float(hook(config, state.ema_params, batch_size=batch_size, steps=50,
+                                             guidance=float(config.diffusion.get("guidance", 2.5))))
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/diffusion.py")
+    p.add_argument("--sizes", default="XS,S", help="comma list passed as size=... to the config")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per size (after 2 warm-up)")
+    p.add_argument("--profile", default=None, help="write jax.profiler traces here")
+    args = p.parse_args(argv)
+    jax_setup.setup()
+    peak = flops_lib.measure_matmul_peak()
+    rows = []
+    for size in [s for s in args.sizes.split(",") if s]:
+        rows.append(bench_size(f"{args.config}:size={size}", args.batch, args.steps, peak, args.profile))
+    cols = ["size", "params", "batch", "step_s", "samples_s", "gflop_step", "xla_gflop_step", "mfu",
+            "mfu_xla", "compile_s"]
+    if any("ddim50_samples_s" in r for r in rows):
+        cols.append("ddim50_samples_s")
+    print(f"\n{jax.devices()[0].platform} x{jax.device_count()}, {os.cpu_count()} cores; "
+          f"float32 matmul peak {peak / 1e9:.1f} GFLOP/s (measured in this run)")
+    print(" | ".join(f"{c:>14}" for c in cols))
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "n/a")
+            if isinstance(v, float):
+                v = f"{v:.1%}" if c.startswith("mfu") else f"{v:.4g}"
+            cells.append(f"{v:>14}")
+        print(" | ".join(cells))
+    if sampling_hook() is None:
+        print(f"(sampling throughput: add {SAMPLING_HOOK})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
