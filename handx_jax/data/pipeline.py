@@ -85,11 +85,12 @@ def build_feature_cache(version_dir: str, split: str, representation: str,
                          if feats else b"")
         offsets = np.zeros(n + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
+        # Rows first, index last: the index (with the build's digest) marks a complete cache.
+        os.replace(tmp, rows_path)
         atomic_savez(index_path, {"offsets": offsets, "names": np.array(names, dtype=str),
                                   "num_annotations": counts, "dim": np.int64(dim),
                                   "digest": np.array(tfds_builder.split_digest(version_dir, split))},
                      allow_pickle=False)
-        os.replace(tmp, rows_path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
