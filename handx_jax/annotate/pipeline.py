@@ -99,8 +99,9 @@ def caption_clips(docs: dict[str, dict], backend: str = "rules", seed: int = 0,
                 name = futures[future]
                 try:
                     captions[name] = future.result()
-                except (LLMError, OSError, ValueError) as err:
-                    failed[name] = str(err)
+                except Exception as err:  # any failure is reported per clip, never fatal
+                    failed[name] = f"{type(err).__name__}: {err}" if not isinstance(
+                        err, LLMError) else str(err)
                 bar.update(1)
         except BaseException:
             for future in futures:

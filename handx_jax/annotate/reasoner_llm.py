@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -187,8 +188,8 @@ class ChatClient:
                 last = f"timeout after {self.config.timeout}s ({err})"
             except urllib.error.URLError as err:
                 last = f"connection error: {err.reason}"
-            except (ConnectionError, OSError) as err:
-                last = f"connection error: {err}"
+            except (ConnectionError, OSError, http.client.HTTPException) as err:
+                last = f"connection error: {type(err).__name__}: {err}"
             if attempt < self.config.max_retries:
                 self._sleep(attempt, retry_after)
         raise LLMError(f"{self.url}: gave up after {self.config.max_retries + 1} attempts "

@@ -1,7 +1,8 @@
 """A chat-completions server on 127.0.0.1 (port 0) that misbehaves on a script.
 
 Each distinct clip prompt (the first user message) walks through `script`, one step per
-request: "slow" (answer after the client's timeout), "429", "500", "malformed" (not JSON),
+request: "slow" (answer after the client's timeout), "429", "500", "truncated" (the
+connection closes mid-body), "malformed" (not JSON),
 "wrong_count" (four objects), "ok" (a valid answer). Past the end it answers "ok", unless
 `fail_after` (count of clips answered) or `fail_always` (a predicate on the prompt) say to
 answer 500 forever. Every request is counted, per clip and in total.
@@ -92,6 +93,14 @@ class FakeLLM:
         if step == "slow":
             time.sleep(self.slow_seconds)
             step = "ok"
+        if step == "truncated":
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", "1000")
+            handler.end_headers()
+            handler.wfile.write(b'{"choices": [')
+            handler.close_connection = True
+            return
         if step in ("429", "500"):
             self._send(handler, int(step), b'{"error": "try later"}')
             return

@@ -38,8 +38,8 @@ def test_parse_captions_is_strict():
             L.parse_captions(text)
 
 
-def test_recovers_from_slow_429_500_malformed_and_wrong_count(tmp_path):
-    script = ["slow", "429", "500", "malformed", "wrong_count"]
+def test_recovers_from_slow_429_500_truncated_malformed_and_wrong_count(tmp_path):
+    script = ["slow", "429", "500", "truncated", "malformed", "wrong_count"]
     with FakeLLM(script) as server:
         reasoner = L.LLMReasoner(_config(server.url), cache_dir=str(tmp_path / "cache"))
         triplets = reasoner.describe(EVENTS)
