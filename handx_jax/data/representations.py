@@ -4,7 +4,10 @@
 - `joint_pos_w_scalar_rot` (168 = 2 x 21 x 4): per joint the centred position and one
   "rotation scalar", the signed bend angle between the incoming and outgoing bone along
   its chain, measured in the hand-local x-z plane (0 at the wrist and the tips; sign
-  flipped for the right hand so both hands bend positive the same way).
+  flipped for the right hand so mirror-image bends agree). With the local frame below the
+  palm faces local +z on the left hand, so flexion (curling towards the palm) is negative
+  and extension positive on both hands; `annotate.features.flexion_angles` uses the
+  opposite global sign (HandX's flexion-positive convention, DESIGN section 6).
 
 Hand-local frame per frame (DESIGN section 6): x along wrist -> middle MCP,
 z = x cross (wrist -> index MCP) normalised, y = z cross x.
@@ -36,7 +39,8 @@ def _chain_neighbours() -> tuple[np.ndarray, np.ndarray]:
 
 PREV_JOINT, NEXT_JOINT = _chain_neighbours()
 INTERIOR_MASK = (PREV_JOINT != NEXT_JOINT).astype(np.float32)  # (21,), 15 ones per hand
-# +1 for the left hand, -1 for the right: mirror-symmetric bends get the same sign.
+# +1 for the left hand, -1 for the right: mirror-symmetric bends get the same sign
+# (DESIGN section 5); flexion comes out negative on both hands.
 HAND_SIGN = np.array([1.0, -1.0], dtype=np.float32)
 
 

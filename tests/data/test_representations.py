@@ -41,7 +41,11 @@ def test_single_clip_and_jax_agree_with_batched_numpy():
 
 
 def _bent_left_hand(angle):
-    """Rest left hand with the middle finger bent by `angle` at MCP, PIP and DIP (towards -z)."""
+    """Rest left hand with the middle finger bent by `angle` at MCP, PIP and DIP towards -z.
+
+    In the rest hand (index on +y of the middle finger) the palm faces local +z, so positive
+    `angle` bends the finger backwards (extension) and negative `angle` curls it (flexion).
+    """
     hand = rest_hand()
     chain = skeleton.CHAINS["middle"]
     direction_angle = 0.0
@@ -67,7 +71,7 @@ def test_rotation_scalar_measures_bend_and_mirrors():
     # The flat fingers of the rest hand have (numerically) no bend.
     others = [j for f in ("index", "ring", "pinky") for j in skeleton.CHAINS[f][1:-1]]
     np.testing.assert_allclose(scalars[:, others], 0.0, atol=1e-9)
-    # Bending the other way flips the sign.
+    # Curling towards the palm (flexion) flips the sign: flexion is negative on both hands.
     back = rep.rotation_scalars(_bent_left_hand(-angle)[None, None, None])[0, 0, 0]
     np.testing.assert_allclose(back[list(middle[1:-1])], -angle, atol=1e-9)
 
