@@ -158,7 +158,7 @@ def _finger_hold(joints: dict[str, list]) -> str | None:
     return [k for k, v in RANK.items() if v == max(rank, 1)][0]
 
 
-def _hand_statements(hand_ev: dict, frames: int, level: str, rng, who: str) -> list[str]:
+def _hand_statements(hand_ev: dict, frames: int, level: str, rng) -> list[str]:
     """Sentences about one hand, most important first."""
     out = []
     # contacts between the thumb and the other fingertips
@@ -484,7 +484,7 @@ def _position_statements(pos: dict, frames: int, level: str, rng) -> list[str]:
             w, e = max(named, key=lambda x: x[1]["end"] - x[1]["start"])
             changes.append((w, e))
     out = []
-    if steady and (level != "concise" or True):
+    if steady:
         when = str(rng.choice(["throughout", "the whole time", "for the entire clip"]))
         out.append(_sentence(str(rng.choice([
             f"the right hand stays {join_names(steady)} the left hand {when}",
@@ -507,8 +507,8 @@ def describe(doc: dict, seed: int = 0, name: str = "") -> list[dict[str, str]]:
     out = []
     for k, level in enumerate(LEVELS):
         rng = _rng(seed, name, k)
-        left = _hand_statements(doc["left_hand_events"], frames, level, rng, "left")
-        right = _hand_statements(doc["right_hand_events"], frames, level, rng, "right")
+        left = _hand_statements(doc["left_hand_events"], frames, level, rng)
+        right = _hand_statements(doc["right_hand_events"], frames, level, rng)
         rel = _relation_statements(doc["two_hand_relationships"], frames, level, rng)
         if not rel:
             rel = [_sentence("the hands do not interact")]
