@@ -1,0 +1,260 @@
+"""`handx quickstart [--out DIR]`: the whole pipeline once, small, on a laptop CPU.
+
+synthetic clips -> rules captions -> tokenizer -> a briefly trained evaluator and an XS
+diffusion model (plus an untrained twin as a baseline) -> samples -> replicated evaluation
+-> a GIF -> `DIR/report.md` with the metrics table and every path it made.
+
+Budgeted for about 8 minutes on 2 CPU cores (the limit is 15). Every step depends on
+another stage of the project; a step whose code is missing stops the run with an error
+naming it rather than faking its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+
+@dataclasses.dataclass
+class Settings:
+    """Sizes and step counts of the run (the defaults fit the time budget)."""
+
+    num_train: int = 1024
+    num_test: int = 128
+    seed: int = 0
+    evaluator_config: str = "configs/evaluator.py:size=XS"
+    evaluator_steps: int = 400
+    evaluator_batch: int = 64
+    evaluator_lr: float = 5e-4
+    diffusion_config: str = "configs/diffusion.py:size=XS"
+    diffusion_steps: int = 400
+    diffusion_batch: int = 32
+    diffusion_lr: float = 5e-4
+    sample_steps: int = 20
+    guidance: float = 2.5
+    replications: int = 3
+    num_samples: int = 64
+    mm_texts: int = 4
+    mm_generations: int = 10
+    untrained_baseline: bool = True
+
+
+TINY = Settings(num_train=96, num_test=40, evaluator_config="configs/evaluator.py:size=T", evaluator_steps=20,
+                evaluator_batch=16, diffusion_config="configs/diffusion.py:size=T", diffusion_steps=20,
+                diffusion_batch=8, sample_steps=4, replications=2, num_samples=32, mm_texts=2,
+                mm_generations=2, untrained_baseline=True)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("quickstart", help="run the whole pipeline small (about 8 minutes on 2 cores)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="quickstart", help="output directory (default ./quickstart)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true", help="a seconds-long smoke version (tests, CI)")
+    p.set_defaults(func=run)
+
+
+class StepTimer:
+    """Prints a banner per step and keeps wall-clock seconds for the report."""
+
+    def __init__(self, total: int):
+        self.total, self.index, self.times = total, 0, {}
+        self.start = time.perf_counter()
+
+    def step(self, name: str):
+        timer = self
+
+        class _Step:
+            def __enter__(self_inner):
+                timer.index += 1
+                print(f"\n[{timer.index}/{timer.total}] {name}", file=sys.stderr, flush=True)
+                self_inner.t0 = time.perf_counter()
+
+            def __exit__(self_inner, exc_type, *rest):
+                timer.times[name] = time.perf_counter() - self_inner.t0
+                if exc_type is None:
+                    print(f"    done in {timer.times[name]:.1f} s (total {time.perf_counter() - timer.start:.0f} s)",
+                          file=sys.stderr, flush=True)
+
+        return _Step()
+
+
+def _require(module: str, attr: str, step: str):
+    """Import `module.attr` or stop with an error naming the missing stage."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise RuntimeError(f"quickstart step '{step}' needs {module}.{attr}, which is not available ({err})") from err
+
+
+def _train_config(spec: str, data_dir: str, steps: int, batch: int, seed: int, lr: float | None = None):
+    from handx_jax import configlib
+
+    config = configlib.load_config(spec)
+    with config.ignore_type():
+        config.data.dir = data_dir
+    config.train.steps = steps
+    config.train.batch_size = batch
+    config.train.warmup_steps = max(1, min(int(config.train.warmup_steps), steps // 10))
+    config.train.log_every = max(1, steps // 20)
+    config.train.ckpt_every = steps
+    config.train.seed = seed
+    config.train.ema_decay = min(float(config.train.ema_decay), 0.99)
+    if lr is not None:
+        config.train.lr = lr
+    return config
+
+
+def run_quickstart(out: str, settings: Settings) -> dict:
+    """Run every step into `out`; returns the paths made and the evaluation result."""
+    from handx_jax import jax_setup
+
+    jax_setup.setup()
+    out = os.path.abspath(out)
+    os.makedirs(out, exist_ok=True)
+    s = settings
+    paths: dict[str, str] = {"out": out}
+    timer = StepTimer(total=8)
+
+    with timer.step("synthetic data"):
+        write_dataset = _require("handx_jax.data.synthetic", "write_dataset", "synthetic data")
+        raw = os.path.join(out, "raw")
+        if not os.path.isfile(os.path.join(raw, "test.clips.npz")):
+            write_dataset(raw, s.num_train, s.num_test, frames=60, seed=s.seed, progress=True)
+        paths["synthetic"] = raw
+
+    with timer.step("rules captions (annotate)"):
+        annotate_file = _require("handx_jax.annotate.pipeline", "annotate_file", "rules captions")
+        from handx_jax.data import store
+
+        data = os.path.join(out, "data")
+        os.makedirs(data, exist_ok=True)
+        for split in ("train", "test"):
+            dst = os.path.join(data, f"{split}.clips.npz")
+            if not os.path.isfile(dst):
+                rep = annotate_file(store.find_split(raw, split), dst, backend="rules", seed=s.seed)
+                if rep.get("failed"):
+                    raise RuntimeError(f"annotation of {split} failed for {len(rep['failed'])} clips: {rep['failed'][:3]}")
+        paths["data"] = data
+
+    with timer.step("tokenizer"):
+        from handx_jax.text import tokenizer as tokenizer_lib
+
+        paths["tokenizer"] = tokenizer_lib.ensure_tokenizer(data, 2000)
+        print(f"    {tokenizer_lib.load_tokenizer(data).get_piece_size()} pieces", file=sys.stderr)
+
+    with timer.step("evaluator training"):
+        from handx_jax.commands.evaluate import train_evaluator
+
+        ev_dir = os.path.join(out, "evaluator")
+        config = _train_config(s.evaluator_config, data, s.evaluator_steps, s.evaluator_batch, s.seed, s.evaluator_lr)
+        train_evaluator(config, ev_dir, data)
+        paths["evaluator"] = ev_dir
+
+    with timer.step("diffusion training"):
+        from handx_jax.train import loop
+
+        _require("handx_jax.diffusion.task", "DiffusionTask", "diffusion training")
+        run_dir = os.path.join(out, "diffusion")
+        loop.train(_train_config(s.diffusion_config, data, s.diffusion_steps, s.diffusion_batch, s.seed, s.diffusion_lr),
+                   run_dir)
+        paths["diffusion"] = run_dir
+        if s.untrained_baseline:
+            # Same model, one step at learning rate 0: the initial weights as a baseline row.
+            base_dir = os.path.join(out, "diffusion_untrained")
+            base = _train_config(s.diffusion_config, data, 1, s.diffusion_batch, s.seed, lr=0.0)
+            base.train.ema_decay = 0.0
+            loop.train(base, base_dir)
+            paths["diffusion_untrained"] = base_dir
+
+    with timer.step("samples"):
+        sample_from_workdir = _require("handx_jax.diffusion.sampling", "sample_from_workdir", "samples")
+        from handx_jax.data import handx_format
+        from handx_jax.eval import driver
+
+        _, test_motion, test_captions = driver.load_split(data, "test", 60, None, s.seed)
+        prompts = [test_captions[i][0] for i in range(4)]
+        motion = sample_from_workdir(run_dir, prompts, num_per_text=1, steps=s.sample_steps,
+                                     guidance=s.guidance, seed=s.seed)
+        samples = {f"sample_{i:02d}": {"motion": motion[i], "left_annotation": [p[0]],
+                                       "right_annotation": [p[1]], "interaction_annotation": [p[2]]}
+                   for i, p in enumerate(prompts)}
+        paths["samples"] = os.path.join(out, "samples.npz")
+        handx_format.save_handx(paths["samples"], samples)
+
+    with timer.step("evaluation"):
+        from handx_jax.eval import evaluator as evaluator_lib, report
+
+        ev = evaluator_lib.load_evaluator(ev_dir)
+        _, gt_motion, captions = driver.load_split(data, "test", ev.seq_len, s.num_samples, s.seed)
+        _, held_motion, held_captions = driver.load_split(data, "train", ev.seq_len, len(gt_motion), s.seed + 1)
+        step = driver.latest_step(run_dir)
+        size = driver.run_config(run_dir).get("size", "?")
+        row = f"diffusion {size}, step {step}"
+        gens = {row: driver.diffusion_generator(run_dir, s.sample_steps, s.guidance)}
+        if s.untrained_baseline:
+            gens[f"diffusion {size}, untrained"] = driver.diffusion_generator(paths["diffusion_untrained"], s.sample_steps, s.guidance)
+        result = driver.evaluate(ev, gt_motion, captions, gens, replications=s.replications, seed=s.seed,
+                                 mm_texts=s.mm_texts, mm_generations=s.mm_generations,
+                                 heldout=(held_motion, held_captions))
+        result["meta"].update({"workdir": run_dir, "step": step, "sample_steps": s.sample_steps,
+                               "guidance": s.guidance, "data_dir": data})
+        result["sanity"] = driver.sanity_checks(ev, gt_motion, held_motion, s.seed)
+        eval_paths = driver.write_outputs(run_dir, result, row, step)
+        paths["metrics"], paths["table"] = eval_paths["metrics"], eval_paths["table"]
+
+    with timer.step("GIF"):
+        render_gif = _require("handx_jax.diffusion.render", "render_gif", "GIF")
+        paths["gif"] = render_gif(motion[0], os.path.join(out, "sample_00.gif"),
+                                  title=" | ".join(prompts[0]), fps=30)
+
+    total = time.perf_counter() - timer.start
+    paths["report"] = os.path.join(out, "report.md")
+    report.write_text(paths["report"], render_report(result, paths, timer.times, total, s, prompts[0]))
+    summary = {"paths": paths, "seconds": timer.times, "total_seconds": total, "result": result}
+    report.write_json(os.path.join(out, "quickstart.json"), summary)
+    return summary
+
+
+def render_report(result: dict, paths: dict, times: dict, total: float, s: Settings, prompt) -> str:
+    from handx_jax.eval import report
+
+    lines = [
+        "# handx quickstart report", "",
+        f"Synthetic data ({s.num_train} train / {s.num_test} test clips) with rules captions; an evaluator "
+        f"({s.evaluator_config}, {s.evaluator_steps} steps) and a diffusion model ({s.diffusion_config}, "
+        f"{s.diffusion_steps} steps, batch {s.diffusion_batch}); sampling with {s.sample_steps} DDIM steps, "
+        f"guidance {s.guidance}. Each figure is the mean over {s.replications} replications ± the 95 % "
+        f"interval; {result['meta']['num_samples']} test clips. These are smoke-test sizes: the numbers show "
+        "the pipeline works, not what the models can do.", "",
+        report.markdown_table(result), "",
+        "Reference checks (ground truth of the evaluated test clips as the reference set):", "",
+        *[f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in result.get("sanity", {}).items()],
+        "",
+        f"Sample prompt for the GIF: left \"{prompt[0]}\"; right \"{prompt[1]}\"; relation \"{prompt[2]}\".", "",
+        "## Files", "",
+    ]
+    lines += [f"- {name}: `{path}`" for name, path in paths.items()]
+    lines += ["", "## Time per step (seconds)", ""]
+    lines += [f"- {name}: {sec:.1f}" for name, sec in times.items()]
+    lines += [f"- total: {total:.1f}", ""]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = dataclasses.replace(TINY if args.tiny else Settings(), seed=args.seed)
+    try:
+        summary = run_quickstart(args.out, settings)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    from handx_jax.eval import report
+
+    print(report.markdown_table(summary["result"]))
+    print(f"\nquickstart finished in {summary['total_seconds']:.0f} s; report: {summary['paths']['report']}")
+    return 0

@@ -1,0 +1,42 @@
+"""Quickstart plumbing that needs no training: settings, loud failures, the report."""
+
+import argparse
+
+import pytest
+
+from handx_jax.commands import quickstart
+from handx_jax.eval import report
+
+
+def test_missing_stage_fails_loudly():
+    with pytest.raises(RuntimeError, match="step 'GIF' needs handx_jax.diffusion.render.no_such_function"):
+        quickstart._require("handx_jax.diffusion.render", "no_such_function", "GIF")
+    with pytest.raises(RuntimeError, match="no_such_module"):
+        quickstart._require("handx_jax.no_such_module", "x", "samples")
+
+
+def test_settings_budget_and_train_config(tmp_path):
+    default, tiny = quickstart.Settings(), quickstart.TINY
+    assert default.diffusion_config.endswith("size=XS") and default.replications >= 2
+    assert tiny.diffusion_steps < default.diffusion_steps and tiny.num_train < default.num_train
+    config = quickstart._train_config(default.evaluator_config, str(tmp_path), 40, 16, 3, lr=1e-3)
+    assert (config.train.steps, config.train.batch_size, config.train.seed) == (40, 16, 3)
+    assert config.train.lr == 1e-3 and config.data.dir == str(tmp_path)
+    assert 1 <= config.train.warmup_steps <= 4 and config.train.ckpt_every == 40
+
+
+def test_report_lists_table_paths_and_times():
+    summary = {"mean": 0.5, "std": 0.1, "ci95": 0.05, "values": [0.4, 0.6]}
+    result = {"rows": {"ground truth": {"R@3": summary}, "diffusion XS, step 5": {"R@3": summary}},
+              "meta": {"num_samples": 64}, "sanity": {"FID_noise": 1.5, "contact_positives_inter": 3}}
+    text = quickstart.render_report(result, {"gif": "/x/sample_00.gif"}, {"samples": 2.0}, 10.0,
+                                    quickstart.Settings(), ("l", "r", "rel"))
+    assert report.markdown_table(result) in text
+    assert "/x/sample_00.gif" in text and "- samples: 2.0" in text and "- FID_noise: 1.5" in text
+
+
+def test_register_offers_out_and_tiny():
+    parser = argparse.ArgumentParser()
+    quickstart.register(parser.add_subparsers())
+    args = parser.parse_args(["quickstart", "--out", "somewhere", "--tiny"])
+    assert args.out == "somewhere" and args.tiny and args.func is quickstart.run
