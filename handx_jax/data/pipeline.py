@@ -268,6 +268,19 @@ class MakeExample(grain.transforms.RandomMap):
         }
 
 
+def stack_examples(examples: Sequence[Any]) -> Any:
+    """Batch a list of examples (nested dicts/lists/tuples of arrays, scalars, str) along a
+    new first axis: grain's default batching, ~20x cheaper for flat dicts of arrays."""
+    first = examples[0]
+    if isinstance(first, dict):
+        return {k: stack_examples([e[k] for e in examples]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(stack_examples([e[i] for e in examples]) for i in range(len(first)))
+    if isinstance(first, np.ndarray):
+        return np.stack(examples)
+    return np.asarray(examples)
+
+
 def _apply_transform(ds: grain.MapDataset, transform: Any) -> grain.MapDataset:
     if isinstance(transform, grain.transforms.RandomMap) or hasattr(transform, "random_map"):
         return ds.random_map(transform)
@@ -333,7 +346,7 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, batch_size: int,
                        seed=seed)
     for transform in extra_transforms:
         ds = _apply_transform(ds, transform)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=stack_examples)
     iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                                    prefetch_buffer_size=max(64, 2 * batch_size)))
     if worker_count > 0:

@@ -141,6 +141,24 @@ def test_seeded_and_deterministic(data_dir):
     assert any(not np.array_equal(x["clip_index"], z["clip_index"]) for x, z in zip(a, c))
 
 
+def test_stack_examples_matches_grain_default_batching():
+    examples = [{"a": np.full((2, 3), i, np.float32), "n": np.int32(i), "s": f"text {i}",
+                 "nested": {"ids": [np.arange(2) + i, np.int64(i)]}, "t": (i, 2.5)}
+                for i in range(5)]
+    ours = pipeline.stack_examples(examples)
+    default = next(iter(grain.MapDataset.source(examples).batch(5)))
+    flat_ours = {k: v for k, v in ours.items() if k not in ("nested", "t")}
+    assert set(ours) == set(default)
+    for key, value in flat_ours.items():
+        assert value.dtype == default[key].dtype and value.shape == default[key].shape
+        np.testing.assert_array_equal(value, default[key])
+    for got, want in zip(ours["nested"]["ids"], default["nested"]["ids"]):
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype
+    for got, want in zip(ours["t"], default["t"]):
+        np.testing.assert_array_equal(got, want)
+
+
 class _TokenStub(grain.transforms.Map):
     """Stands in for the text stage: strings -> numbers, captions removed."""
 
