@@ -61,6 +61,11 @@ def when(start: int, end: int, frames: int, rng, repeat: int = 1) -> str:
     return _pick(rng, ("towards the end", "finally", "at the end", "late in the clip"))
 
 
+def _verb(fingers, plural: str, singular: str) -> str:
+    """Verb agreeing with a finger group ("the index finger bends", "the fingers bend")."""
+    return singular if len(fingers) == 1 else plural
+
+
 def _finger_phrase(act: dict, frames: int, rng, level: str) -> str | None:
     kind = act["action"]
     t = when(act["start"], act["end"], frames, rng)
@@ -70,17 +75,22 @@ def _finger_phrase(act: dict, frames: int, rng, level: str) -> str | None:
         state = act["state"].replace("_", " ")
         who = _fingers_text(act["fingers"], rng)
         if level == "concise":
-            return f"{who} bend {t}"
-        return _pick(rng, (f"{t}, {who} bend{adv} until {state}",
-                           f"{who} curl{adv} to {state} {t}",
-                           f"{who} flex{adv} {t}, ending {state}"))
+            return f"{who} {_verb(act['fingers'], 'bend', 'bends')} {t}"
+        bend, curl, flex = (_verb(act["fingers"], v, v + "es" if v == "flex" else v + "s")
+                            for v in ("bend", "curl", "flex"))
+        return _pick(rng, (f"{t}, {who} {bend}{adv} until {state}",
+                           f"{who} {curl}{adv} to {state} {t}",
+                           f"{who} {flex}{adv} {t}, ending {state}"))
     if kind == "straighten":
         who = _fingers_text(act["fingers"], rng)
         if level == "concise":
-            return f"{who} straighten {t}"
-        return _pick(rng, (f"{t}, {who} straighten{adv} from {act['from_state'].replace('_', ' ')}",
-                           f"{who} extend{adv} {t}",
-                           f"{who} open out{adv} {t}"))
+            return f"{who} {_verb(act['fingers'], 'straighten', 'straightens')} {t}"
+        straighten, extend, opens = (_verb(act["fingers"], v, s) for v, s in (
+            ("straighten", "straightens"), ("extend", "extends"), ("open", "opens")))
+        from_state = act["from_state"].replace("_", " ")
+        return _pick(rng, (f"{t}, {who} {straighten}{adv} from {from_state}",
+                           f"{who} {extend}{adv} {t}",
+                           f"{who} {opens} out{adv} {t}"))
     if kind == "clench":
         n = COUNT.get(act["times"], f"{act['times']} times")
         if level == "concise":
@@ -109,10 +119,19 @@ def _finger_phrase(act: dict, frames: int, rng, level: str) -> str | None:
     if kind == "hyperextend":
         who = _fingers_text(act["fingers"], rng)
         if level == "concise":
-            return f"{who} hyperextend"
-        return _pick(rng, (f"{t}, {who} bend backwards into hyperextension",
-                           f"{who} hyperextend at the base knuckle {t}",
-                           f"{t}, {who} arch back, hyperextended"))
+            return f"{who} {_verb(act['fingers'], 'hyperextend', 'hyperextends')}"
+        bend, hyper, arch = (_verb(act["fingers"], v, s) for v, s in (
+            ("bend", "bends"), ("hyperextend", "hyperextends"), ("arch", "arches")))
+        return _pick(rng, (f"{t}, {who} {bend} backwards into hyperextension",
+                           f"{who} {hyper} at the base knuckle {t}",
+                           f"{t}, {who} {arch} back, hyperextended"))
+    if kind == "relation_pose":
+        if act["pose"] == "flat":
+            return _pick(rng, (f"{t}, the hand opens flat", "fingers held straight and together",
+                               f"{t}, the hand flattens, fingers extended"))
+        f = FINGERS[act["finger"]]
+        return _pick(rng, (f"{t}, points with the {f} finger", f"{f} finger extended to point",
+                           f"{t}, the {f} finger points, the others curled"))
     if kind == "hold":
         pose = act["pose"]
         text = _pick(rng, POSE_TEXT[pose])
@@ -167,7 +186,7 @@ def _wrist_phrase(act: dict, frames: int, rng, level: str) -> str | None:
 def _hand_text(lay, side: str, frames: int, rng, level: str) -> str:
     acts = lay.actions[side]
     finger = [a for a in acts if "fingers" in a or a["action"] in
-              ("clench", "tap", "spread_close", "hold")]
+              ("clench", "tap", "spread_close", "hold", "relation_pose")]
     wrist = [a for a in acts if a not in finger]
     phrases = [p for p in (_finger_phrase(a, frames, rng, level) for a in finger) if p]
     wphrases = [p for p in (_wrist_phrase(a, frames, rng, level) for a in wrist) if p]

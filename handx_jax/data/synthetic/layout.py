@@ -140,6 +140,8 @@ def _layout_fingers(lay: ClipLayout, h: int, side: str, hand: dict, before=None)
                 bent = poses.set_state(cur, act["fingers"], act["from_state"], u)
                 if not np.allclose(bent, cur):  # bend first (quickly) so there is something
                     track.move(a, a + 8, bent)  # to straighten
+                    _finger_event(events, poses.split(cur)[0], poses.split(bent)[0], range(5),
+                                  a, a + 8)
                     a += 8
                     cur = bent
                 target = poses.set_state(cur, act["fingers"], "extended", u)
@@ -476,8 +478,16 @@ def _layout_contact_relation(lay: ClipLayout, rel: dict, rots) -> None:
         forced[1 - toucher] = poses.named_pose("flat", 0.3)
     else:
         forced = [poses.named_pose("point", 0.5, rel["finger"])] * 2
-    for h in range(2):
+    for h, side in enumerate(("left", "right")):
+        before = lay.fingers[h].value
         lay.fingers[h].move(a, a + FORCE_RAMP, forced[h])
+        pose = "flat" if kind == "palms_together" or (kind == "tip_to_palm" and h != toucher) \
+            else "point"
+        lay.actions[side].append({"action": "relation_pose", "pose": pose,
+                                  "finger": rel["finger"] if pose == "point" else 0,
+                                  "start": int(a), "end": int(b)})
+        _finger_event(lay.events[side], poses.split(before)[0], poses.split(forced[h])[0],
+                      range(5), a, a + FORCE_RAMP)
     start = [lay.wrists[h].value.copy() for h in range(2)]
     contact_at = a + APPROACH
     end = b - RELEASE if rel.get("release") else b
