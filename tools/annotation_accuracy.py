@@ -8,7 +8,8 @@ Prints one table:
   measured vs intended), and per joint;
 - wrist movement direction accuracy: for every intended translation of a wrist, the
   direction of the measured event that overlaps it most on that axis (none = wrong), and
-  frame-wise over the frames of intended translations;
+  frame-wise over the frames of intended translations (plus how often the speed band of a
+  correctly directed event agrees with the intended one);
 - the share of clips whose five `rules` triplets mention every contact and
   hyperextension event of their event JSON.
 
@@ -130,7 +131,7 @@ WORDS = {"right": "left-to-right", "left": "right-to-left", "forward": "back-to-
 
 def wrist_scores(docs, records):
     """(event accuracy, frame accuracy, count) of wrist directions vs intended translations."""
-    right_events = right_frames = total_events = total_frames = 0
+    right_events = right_frames = total_events = total_frames = same_speed = 0
     for doc, rec in zip(docs, records):
         for hand in ("left", "right"):
             for ev in rec["events"][hand]:
@@ -143,8 +144,10 @@ def wrist_scores(docs, records):
                 overlaps = [(min(end, p["end"]) - max(start, p["start"]), p) for p in pred]
                 overlaps = [o for o in overlaps if o[0] > 0]
                 total_events += 1
-                if overlaps and max(overlaps, key=lambda o: o[0])[1]["direction"] == want:
+                best = max(overlaps, key=lambda o: o[0])[1] if overlaps else None
+                if best is not None and best["direction"] == want:
                     right_events += 1
+                    same_speed += best["v_des"].lower() == str(ev.get("speed", "")).lower()
                 labels = np.array([""] * (end - start), dtype=object)
                 for p in pred:
                     lo, hi = max(start, p["start"]), min(end, p["end"])
@@ -153,7 +156,7 @@ def wrist_scores(docs, records):
                 right_frames += int(np.sum(labels == want))
                 total_frames += end - start
     return (right_events / max(total_events, 1), right_frames / max(total_frames, 1),
-            total_events)
+            total_events, same_speed / max(right_events, 1))
 
 
 def flexion_accuracy(measured, true):
@@ -225,7 +228,7 @@ def main(argv=None) -> int:
     between = scores["tip_palm"].merge(scores["tip_tip"]).merge(scores["palm_palm"])
     between_adj = scores["tip_palm"].merge(scores["tip_tip_implied"]).merge(scores["palm_palm"])
     finger_acc, joint_acc = flexion_accuracy(feats["flexion"], gt["flexion"])
-    wrist_event_acc, wrist_frame_acc, wrist_count = wrist_scores(docs, records)
+    wrist_event_acc, wrist_frame_acc, wrist_count, wrist_speed = wrist_scores(docs, records)
     start = time.perf_counter()
     complete, critical, failures = 0, 0, []
     for name, doc in zip(names, docs):
@@ -254,7 +257,8 @@ def main(argv=None) -> int:
     print(f"{'per-finger flexion state accuracy (frames)':<44}{finger_acc:>9.3f}  per joint "
           f"{joint_acc:.3f}")
     print(f"{'wrist movement direction accuracy (events)':<44}{wrist_event_acc:>9.3f}  "
-          f"{wrist_count} intended translations; frame-wise {wrist_frame_acc:.3f}")
+          f"{wrist_count} intended translations; frame-wise {wrist_frame_acc:.3f}; speed band "
+          f"agrees {wrist_speed:.3f}")
     print(f"{'rules captions mention every critical event':<44}{complete / len(names):>9.3f}  "
           f"{complete}/{len(names)} clips, {critical} contact/hyperextension events")
     if args.show_misses:

@@ -46,6 +46,7 @@ WRIST_MOVE = 0.03  # m
 WRIST_SPEED = (0.03, 0.15)  # m/s
 SPEED_LABELS = ("Slow", "Medium", "Fast")
 VELOCITY_EPS = {"angle": 0.02, "distance": 0.002, "wrist": 0.01}  # sign dead band per s
+WRIST_SMOOTH = 5  # frames of the centred moving average the wrist's direction is read from
 
 HANDS = ("left", "right")
 HAND_KEYS = ("finger_flexing", "finger_spacing", "finger_tip_contact", "wrist_trajectory")
@@ -273,10 +274,28 @@ def clip_events(features: dict[str, np.ndarray], i: int) -> dict:
     return result
 
 
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along the last axis of (S, T), edges padded by repetition."""
+    if window <= 1:
+        return values
+    pad = window // 2
+    padded = np.pad(np.asarray(values, np.float64), ((0, 0), (pad, window - 1 - pad)),
+                    mode="edge")
+    csum = np.concatenate([np.zeros((padded.shape[0], 1)), np.cumsum(padded, axis=-1)], -1)
+    return (csum[:, window:] - csum[:, :-window]) / window
+
+
 def wrist_events(positions: np.ndarray) -> list[list[dict]]:
-    """Wrist trajectory events per row of positions (S, T), rows = hand * 3 + axis."""
+    """Wrist trajectory events per row of positions (S, T), rows = hand * 3 + axis.
+
+    Directions are read from a 5-frame centred moving average (tracking jitter of a few mm
+    flips frame-to-frame velocity signs; the average also widens a move by up to 2 frames
+    each side, which covers the slow start and stop of real moves); displacement and speed
+    come from the positions themselves.
+    """
     out = []
-    moving = moving_segments(positions, VELOCITY_EPS["wrist"], MIN_LEN_SHORT)
+    smoothed = smooth(positions, WRIST_SMOOTH)
+    moving = moving_segments(smoothed, VELOCITY_EPS["wrist"], MIN_LEN_SHORT)
     for r, segments in enumerate(moving):
         _, pos_name, neg_name = WRIST_AXES[r % 3]
         events = []
@@ -284,7 +303,9 @@ def wrist_events(positions: np.ndarray) -> list[list[dict]]:
             disp = float(positions[r, b - 1] - positions[r, a])
             if abs(disp) < WRIST_MOVE or np.sign(disp) != sign:
                 continue
-            speed = abs(disp) / ((b - 1 - a) / FPS)
+            # the moving average widened the stretch by up to 2 frames each side
+            moving_frames = max(1, b - 1 - a - 2 * (WRIST_SMOOTH // 2))
+            speed = abs(disp) / (moving_frames / FPS)
             events.append({"start": a, "end": b, "direction": pos_name if sign > 0 else neg_name,
                            "v_des": speed_label(speed, WRIST_SPEED)})
         out.append(events)

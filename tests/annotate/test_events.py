@@ -66,7 +66,9 @@ def test_wrist_events_need_three_centimetres_and_give_direction():
                     np.interp(t, [0, 40, 50, 59], [0, 0, -0.06, -0.06])])
     ev = E.wrist_events(np.concatenate([pos, pos]))
     assert [e["direction"] for e in ev[0]] == ["left-to-right"]
-    assert ev[0][0]["start"] == 10 and ev[0][0]["end"] == 31
+    # the ramp spans frames 10..30; the 5-frame moving average the direction is read from
+    # rises from frame 8 to 32, hence [8, 33); speed 10 cm over the 20 ramp frames: Fast
+    assert (ev[0][0]["start"], ev[0][0]["end"], ev[0][0]["v_des"]) == (8, 33, "Fast")
     assert ev[1] == []
     assert ev[2][0]["direction"] == "up-to-down" and ev[2][0]["v_des"] == "Fast"
 
@@ -114,3 +116,22 @@ def test_palm_contact_replaces_proximity_frames():
     for e in evs:
         if e is not contact[0]:
             assert e["end"] <= 20 or e["start"] >= 35
+
+
+def test_wrist_direction_survives_tracking_jitter():
+    rng = np.random.default_rng(7)
+    t = np.arange(60)
+    clean = np.interp(t, [0, 15, 35, 59], [0, 0, -0.12, -0.12])
+    noisy = clean + rng.normal(0, 0.004, size=60)  # 4 mm jitter per frame
+    ev = E.wrist_events(np.stack([noisy, np.zeros(60), rng.normal(0, 0.004, size=60)]))
+    assert [e["direction"] for e in ev[0]] == ["right-to-left"]
+    assert ev[0][0]["start"] <= 15 and ev[0][0]["end"] >= 36  # covers the true move
+    assert ev[1] == [] and ev[2] == []
+
+
+def test_smooth_is_a_centred_moving_average():
+    x = np.arange(10.0)[None] ** 2
+    got = E.smooth(x, 5)
+    assert got.shape == x.shape
+    np.testing.assert_allclose(got[0, 2:8], [np.mean(x[0, k - 2:k + 3]) for k in range(2, 8)])
+    np.testing.assert_allclose(got[0, 0], np.mean([0, 0, 0, 1, 4]))
