@@ -216,7 +216,7 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
         if len(held_motion) >= 32:
             held = (held_motion, held_captions)
     generate = diffusion_generator(workdir, steps, guidance)
-    name = f"{config.get('family', 'model')} {config.get('size', '')} step {step}".replace("  ", " ")
+    name = f"{config.get('family', 'model')} {config.get('size', '?')}, step {step}"
     result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
                       seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress)
     result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
