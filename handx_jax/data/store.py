@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 import zipfile
 from typing import Any
 
@@ -219,12 +220,28 @@ def split_candidates(data_dir: str | os.PathLike, split: str) -> list[str]:
             os.path.join(data_dir, split + HANDX_SUFFIX)]
 
 
+def _same_clip_names(clips_path: str, handx_path: str) -> bool:
+    """Whether a .clips.npz and a HandX file list the same clip names (cheap: no payloads)."""
+    try:
+        with np.load(clips_path, allow_pickle=False) as data:
+            ours = [str(n) for n in data["names"]]
+        with zipfile.ZipFile(handx_path) as archive:
+            theirs = [n[:-4] if n.endswith(".npy") else n for n in archive.namelist()]
+    except Exception:  # unreadable files are reported when they are loaded
+        return True
+    return ours == theirs
+
+
 def find_split(data_dir: str | os.PathLike, split: str) -> str:
     """Path of the file holding `split` in `data_dir` (pickle-free format preferred)."""
     candidates = split_candidates(data_dir, split)
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            return candidate
+    present = [c for c in candidates if os.path.isfile(c)]
+    if len(present) == 2 and not _same_clip_names(*present):
+        warnings.warn(f"{present[1]} and {os.path.basename(present[0])} hold different clips; "
+                      f"using {os.path.basename(present[0])} (handx data convert the other "
+                      f"one over it, or remove it)", stacklevel=2)
+    if present:
+        return present[0]
     raise FileNotFoundError(
         f"{os.fspath(data_dir)}: no {split!r} split; looked for "
         + ", ".join(os.path.basename(c) for c in candidates))

@@ -1,4 +1,6 @@
 """Pickle-free clip store: lossless both ways with the HandX format; dispatch by content."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,12 @@ def test_find_split_prefers_pickle_free(tmp_path):
     assert store.find_split(tmp_path, "train").endswith("train_can_pos_all_wotextfeat.npz")
     store.save_clips(tmp_path / "train.clips.npz", _clips())
     assert store.find_split(tmp_path, "train").endswith("train.clips.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same clips in both files: no warning
+        store.find_split(tmp_path, "train")
+    handx_format.save_handx(tmp_path / "train_can_pos_all_wotextfeat.npz", _clips(n=5))
+    with pytest.warns(UserWarning, match="hold different clips; using train.clips.npz"):
+        assert store.find_split(tmp_path, "train").endswith("train.clips.npz")
 
 
 def test_table_matches_clips(tmp_path):
