@@ -55,7 +55,7 @@ def get_config(arg=None):
     c.model.dtype = "float32"
     c.model.cond_dropout = 0.1  # classifier-free guidance: null condition rate in training
     c.model.vocab_size = 2000  # embedding rows; the tokenizer is trained with this upper bound
-    c.model.text_max_len = 32 if size == "T" else 48
+    c.model.text_max_len = 32 if size == "T" else 64  # synthetic captions: 90th pct ~60 tokens
     c.model.text_layers = t_layers
     c.model.text_d_model = t_d
     c.model.text_mlp_dim = t_ff

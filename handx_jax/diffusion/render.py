@@ -32,6 +32,7 @@ def render_gif(motion_tjc: np.ndarray, out_path: str, *, title: str = "", fps: i
     ax.set_xlim(centre[0] - half, centre[0] + half)
     ax.set_ylim(centre[1] - half, centre[1] + half)
     ax.set_zlim(centre[2] - half, centre[2] + half)
+    ax.set_box_aspect((1, 1, 1))
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_zlabel("z")
@@ -55,6 +56,9 @@ def render_gif(motion_tjc: np.ndarray, out_path: str, *, title: str = "", fps: i
     os.close(fd)
     try:
         anim.save(tmp, writer=animation.PillowWriter(fps=fps))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
         os.replace(tmp, out_path)
     finally:
         plt.close(fig)
