@@ -313,8 +313,14 @@ def make_dataset(data_dir: str | os.PathLike, split: str, *, batch_size: int,
                  num_epochs: int | None = None, data_ratio: float = 1.0,
                  extra_transforms: Sequence[Any] = (), shard_index: int | None = None,
                  shard_count: int | None = None, drop_remainder: bool = True,
-                 worker_count: int = 0, read_threads: int = 0) -> grain.IterDataset:
-    """Batched, sharded, checkpointable grain dataset of `split` (see module docstring)."""
+                 worker_count: int = 0, read_threads: int = 2) -> grain.IterDataset:
+    """Batched, sharded, checkpointable grain dataset of `split` (see module docstring).
+
+    `read_threads` background threads prepare examples ahead of the consumer (overlapping
+    input work with the train step); `worker_count` > 0 moves the work into grain worker
+    processes. Neither changes the batches or the iterator state's meaning, but a state
+    saved with workers must be restored into an iterator with the same `worker_count`.
+    """
     data_dir = os.fspath(data_dir)
     representations._check(representation)
     if batch_size < 1 or seq_len < 1:
