@@ -105,7 +105,11 @@ def compute_table_stats(table: store.ClipTable, representation: str,
 
 
 def stats_path(data_dir: str | os.PathLike, representation: str) -> str:
-    return os.path.join(os.fspath(data_dir), f"stats_{representation}.npz")
+    """DIR/stats_<rep>.npz, or its place under `store.derived_dir` when DIR is read-only."""
+    path = os.path.join(os.fspath(data_dir), f"stats_{representation}.npz")
+    if os.path.isfile(path):
+        return path
+    return os.path.join(store.derived_dir(data_dir), os.path.basename(path))
 
 
 def source_fingerprint(path: str | os.PathLike) -> str:

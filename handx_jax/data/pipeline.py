@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 import grain
 
-from handx_jax.data import normalization, representations, subsets, tfds_builder
+from handx_jax.data import normalization, representations, store, subsets, tfds_builder
 from handx_jax.data.handx_format import ANNOTATION_KEYS, atomic_savez
 
 CACHE_DIR = "cache"
@@ -44,6 +44,8 @@ def _to_str(value) -> str:
 
 def _cache_paths(version_dir: str, split: str, representation: str) -> tuple[str, str]:
     root = os.path.join(version_dir, CACHE_DIR)
+    if not os.path.isdir(root) and not store.is_writable(version_dir):
+        root = os.path.join(store.derived_dir(version_dir), CACHE_DIR)
     stem = f"{split}_{representation}"
     return os.path.join(root, stem + ".f32"), os.path.join(root, stem + ".index.npz")
 

@@ -17,6 +17,7 @@ values and dtype, every caption, and per-frame extras survive both ways.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import warnings
@@ -211,6 +212,30 @@ def load_any_table(path: str | os.PathLike) -> ClipTable:
     if is_clips_file(path):
         return load_clip_table(path)
     return table_from_clips(handx_format.load_handx(path))
+
+
+def is_writable(directory: str | os.PathLike) -> bool:
+    """Whether files can be created in `directory` (or, if missing, where it would go)."""
+    directory = os.path.abspath(os.fspath(directory))
+    while not os.path.isdir(directory):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return False
+        directory = parent
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def derived_dir(directory: str | os.PathLike) -> str:
+    """Where files derived from `directory` (TFDS build, caches, statistics) are written:
+    the directory itself when writable, else a folder of its own under $HANDX_CACHE_DIR
+    (default ~/.cache/handx), so read-only shared datasets still work."""
+    directory = os.path.abspath(os.fspath(directory))
+    if is_writable(directory):
+        return directory
+    root = os.environ.get("HANDX_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "handx")
+    digest = hashlib.blake2b(directory.encode(), digest_size=6).hexdigest()
+    return os.path.join(root, f"{os.path.basename(directory) or 'data'}-{digest}")
 
 
 def split_candidates(data_dir: str | os.PathLike, split: str) -> list[str]:

@@ -191,7 +191,11 @@ def build_lock(directory: str):
 def ensure_built(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> str:
     """Build DIR/tfds from DIR's clip files if missing or stale; returns the version dir."""
     data_dir = os.fspath(data_dir)
-    out_dir = os.path.join(data_dir, "tfds") if out_dir is None else os.fspath(out_dir)
+    if out_dir is None:
+        out_dir = os.path.join(data_dir, "tfds")
+        if not os.path.isdir(version_dir(out_dir)):  # read-only DIR: build elsewhere
+            out_dir = os.path.join(store.derived_dir(data_dir), "tfds")
+    out_dir = os.fspath(out_dir)
     target = version_dir(out_dir)
 
     def usable():  # current, or a TFDS-only directory without source files

@@ -307,3 +307,20 @@ def test_build_from_pickle_free_files(data_dir, tmp_path):
         assert [s.decode() for s in record["left_annotation"]] == clip["left_annotation"]
     with pytest.raises(KeyError, match="no split 'test'"):
         tfds_builder.data_source(version, "test")
+
+
+def test_read_only_data_directory_uses_a_cache_directory(tmp_path, monkeypatch):
+    data = tmp_path / "shared"
+    data.mkdir()
+    write_plain_handx(data / "train_can_pos_all_wotextfeat.npz",
+                      plausible_clips(6, seed=8, lengths=(60,)))
+    real = store.is_writable
+    monkeypatch.setattr(store, "is_writable",
+                        lambda d: False if str(d).startswith(str(data)) else real(d))
+    monkeypatch.setenv("HANDX_CACHE_DIR", str(tmp_path / "cache"))
+    batch = next(iter(_dataset(data, batch_size=6, shuffle=False, num_epochs=1)))
+    assert batch["clip_index"].tolist() == list(range(6))
+    assert sorted(os.listdir(data)) == ["train_can_pos_all_wotextfeat.npz"]  # untouched
+    (derived,) = os.listdir(tmp_path / "cache")
+    written = set(os.listdir(tmp_path / "cache" / derived))
+    assert {"tfds", "stats_joint_pos_w_scalar_rot.npz"} <= written
