@@ -82,19 +82,10 @@ def _pred(events) -> list[tuple[int, int]]:
     return [(e["start"], e["end"]) for e in events if e.get("constant_des") == "Contact"]
 
 
-def _inside(interval, mask_t: np.ndarray) -> bool:
-    """True when at least half of `interval` lies on True frames of `mask_t`."""
-    s, e = interval
-    return bool(mask_t[s:e].mean() >= 0.5) if e > s else False
-
-
 def contact_scores(docs, names, gt) -> dict[str, EventScore]:
-    """Scores per contact kind; `tip_tip_implied` leaves out measured fingertip contacts
-    that happen while the palms are intended together (the ground truth does not label
-    those fingertip contacts, though the fingertips are within 2 cm)."""
+    """Event scores per contact kind (intra, tip_palm, tip_tip, palm_palm)."""
     from handx_jax.annotate import features as F
-    scores = {k: EventScore() for k in ("intra", "tip_palm", "tip_tip", "palm_palm",
-                                        "tip_tip_implied")}
+    scores = {k: EventScore() for k in ("intra", "tip_palm", "tip_tip", "palm_palm")}
     fingers = F.FLEX_FINGERS
     for i, (doc, name) in enumerate(zip(docs, names)):
         for h, hand in enumerate(("left", "right")):
@@ -113,11 +104,9 @@ def contact_scores(docs, names, gt) -> dict[str, EventScore]:
         for a, fa in enumerate(fingers):
             for b, fb in enumerate(fingers):
                 key = f"left_{fa}_tip, right_{fb}_tip"
-                pred = _pred(rel["finger_tip_contact"].get(key, []))
-                true = _intervals(gt["inter_tip_contact"][i, :, a, b])
-                scores["tip_tip"].add(pred, true, (name, key))
-                scores["tip_tip_implied"].add(
-                    [p for p in pred if not _inside(p, gt["palm_contact"][i])], true)
+                scores["tip_tip"].add(_pred(rel["finger_tip_contact"].get(key, [])),
+                                      _intervals(gt["inter_tip_contact"][i, :, a, b]),
+                                      (name, key))
         scores["palm_palm"].add(
             _pred(rel["palm_palm_distance"].get("left_palm, right_palm", [])),
             _intervals(gt["palm_contact"][i]), (name, "palms"))
@@ -226,7 +215,6 @@ def main(argv=None) -> int:
     t_events = time.perf_counter() - start
     scores = contact_scores(docs, names, gt)
     between = scores["tip_palm"].merge(scores["tip_tip"]).merge(scores["palm_palm"])
-    between_adj = scores["tip_palm"].merge(scores["tip_tip_implied"]).merge(scores["palm_palm"])
     finger_acc, joint_acc = flexion_accuracy(feats["flexion"], gt["flexion"])
     wrist_event_acc, wrist_frame_acc, wrist_count, wrist_speed = wrist_scores(docs, records)
     start = time.perf_counter()
@@ -247,9 +235,7 @@ def main(argv=None) -> int:
             ("contact F1 between hands (IoU>=0.5)", between),
             ("  fingertip on other palm", scores["tip_palm"]),
             ("  fingertip on fingertip", scores["tip_tip"]),
-            ("  palm on palm", scores["palm_palm"]),
-            ("between hands, tip contacts implied by", between_adj),
-            ("  palm contact not counted as FP:", scores["tip_tip_implied"])]
+            ("  palm on palm", scores["palm_palm"])]
     for label, score in rows:
         p, r, f1 = score.prf()
         print(f"{label:<44}{f1:>9.3f}  P {p:.3f} R {r:.3f} (TP {score.tp}, FP {score.fp}, "
