@@ -79,3 +79,27 @@ def test_flops_close_to_xla_cost_analysis():
     xla = float(cost["flops"]) / 2
     # The analytic count covers matmuls only (elementwise work is small); within 35 %.
     assert 0.65 < task.flops_per_example() / xla < 1.35, (task.flops_per_example(), xla)
+
+
+def test_precomputed_text_embeddings_path(tmp_path):
+    path = tmp_path / "emb.npz"
+    captions = np.array(["open", "fist", "apart"])
+    np.savez(path, captions=captions, embeddings=np.eye(3, 5, dtype=np.float32))
+    config = configlib.load_config(CONFIG + ":size=T")
+    config.model.text_embeddings_path = str(path)
+    task = DiffusionTask(config)
+    transform = task.text_transform()
+    example = transform.map({"caption_left": "fist", "caption_right": "open", "caption_relation": "apart",
+                             "motion": np.zeros((60, 168), np.float32), "mask": np.ones(60, np.float32)})
+    assert example["text_embedding"].shape == (3, 5)
+    batch = {k: jnp.asarray(np.stack([v, v])) for k, v in example.items()}
+    params = task.init_params(jax.random.key(0), batch)
+    assert "tokens" not in str(jax.tree_util.tree_structure(params))
+    loss, terms = jax.jit(task.loss)(nn.meta.unbox(params), batch, jax.random.key(1))
+    assert np.isfinite(float(loss)) and set(terms) == {"loss_rep", "loss_vel", "loss_acc"}
+    # Different captions give a different condition.
+    model = task.make_model()
+    from handx_jax.models.diffusion import MotionDenoiser
+    cond = model.apply({"params": params}, {"text_embedding": batch["text_embedding"]}, method=MotionDenoiser.encode_condition)
+    other = model.apply({"params": params}, {"text_embedding": batch["text_embedding"][:, ::-1]}, method=MotionDenoiser.encode_condition)
+    assert np.abs(np.asarray(cond - other)).max() > 1e-4
