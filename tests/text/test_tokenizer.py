@@ -86,3 +86,18 @@ def test_precomputed_embeddings_both_layouts(tmp_path):
     np.savez(bad, foo=emb)
     with pytest.raises(ValueError, match="captions\\+embeddings or left\\+right\\+relation"):
         tok.load_text_embeddings(str(bad))
+
+
+def test_tokenizer_command(tmp_path, capsys):
+    from handx_jax import cli
+    from handx_jax.data import store
+
+    clips = {f"c{i}": {"motion": np.zeros((60, 2, 21, 3), np.float32), "left_annotation": [CAPTIONS[i % 6]],
+                       "right_annotation": [CAPTIONS[(i + 1) % 6]], "interaction_annotation": [CAPTIONS[(i + 2) % 6]]}
+             for i in range(6)}
+    store.save_clips(str(tmp_path / "train.clips.npz"), clips)
+    assert cli.main(["text", "tokenizer", "--src", str(tmp_path), "--vocab-size", "90"]) == 0
+    assert (tmp_path / "spm.model").is_file()
+    assert "18 captions of 6 clips" in capsys.readouterr().out
+    assert tok.load_tokenizer(str(tmp_path)).get_piece_size() <= 90
+    assert cli.main(["text", "tokenizer", "--src", str(tmp_path / "missing")]) == 2
