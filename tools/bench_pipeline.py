@@ -69,7 +69,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts")
     parser.add_argument("--workers", default="0,2", help="comma list of grain worker counts")
-    parser.add_argument("--threads", default="0", help="comma list of read thread counts")
+    parser.add_argument("--threads", default="0,2", help="comma list of read thread counts")
     args = parser.parse_args()
     flags.FLAGS.mark_as_parsed()
 
