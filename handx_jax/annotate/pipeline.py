@@ -30,9 +30,15 @@ def clip_event_docs(clips: dict[str, dict], batch_size: int = 512,
     by_length: dict[int, list[str]] = {}
     for name, clip in clips.items():
         motion = np.asarray(clip.get("motion"))
-        if motion.ndim != 4 or motion.shape[1:] != (2, 21, 3):
+        if motion.ndim != 4 or motion.shape[1:] != (2, 21, 3) or motion.shape[0] < 2:
             raise features_lib.FeatureError(
-                f"{source}: clip {name!r}: motion shape {motion.shape}, expected (T, 2, 21, 3)")
+                f"{source}: clip {name!r}: motion shape {motion.shape}, expected (T >= 2, 2, "
+                "21, 3)")
+        if not np.isfinite(motion).all():
+            frame = int(np.flatnonzero(~np.isfinite(motion).reshape(motion.shape[0], -1)
+                                       .all(axis=1))[0])
+            raise features_lib.FeatureError(
+                f"{source}: clip {name!r}: non-finite joint positions (first at frame {frame})")
         by_length.setdefault(motion.shape[0], []).append(name)
     docs: dict[str, dict] = {}
     bar = tqdm(total=len(clips), desc="events", unit="clip", disable=not progress)

@@ -59,7 +59,11 @@ def run_features(args: argparse.Namespace) -> int:
             print(f"{args.file}: no clip named {', '.join(map(repr, missing))}", file=sys.stderr)
             return 1
         clips = {c: clips[c] for c in args.clip}
-    docs = pipeline.clip_event_docs(clips, progress=False, source=args.file)
+    try:
+        docs = pipeline.clip_event_docs(clips, progress=False, source=args.file)
+    except ValueError as err:  # FeatureError names the file and clip
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if len(docs) == 1:
         print(json.dumps(next(iter(docs.values())), indent=args.indent or None))
     else:
@@ -69,18 +73,27 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def run_annotate(args: argparse.Namespace) -> int:
+    import os
+
     from handx_jax.annotate import pipeline, reasoner_llm
     template = reasoner_llm.load_template(args.prompt) if args.backend == "llm" else None
+    if args.backend == "llm" and not os.environ.get(args.llm_key_env):
+        print(f"note: ${args.llm_key_env} is not set; requests go without an API key",
+              file=sys.stderr)
     config = reasoner_llm.LLMConfig(
         url=args.llm_url, model=args.llm_model, key_env=args.llm_key_env,
         timeout=args.llm_timeout, max_retries=args.max_retries,
         max_format_retries=args.max_format_retries, seed=args.seed)
     cache = args.cache or (args.out + ".llm_cache" if args.backend == "llm" else None)
-    report = pipeline.annotate_file(
-        args.src, args.out, backend=args.backend, seed=args.seed, fmt=args.format,
-        concurrency=args.concurrency, cache=cache, allow_partial=args.allow_partial,
-        events_out=args.events_out, progress=not args.no_progress, llm_config=config,
-        template=template)
+    try:
+        report = pipeline.annotate_file(
+            args.src, args.out, backend=args.backend, seed=args.seed, fmt=args.format,
+            concurrency=args.concurrency, cache=cache, allow_partial=args.allow_partial,
+            events_out=args.events_out, progress=not args.no_progress, llm_config=config,
+            template=template)
+    except (ValueError, FileNotFoundError) as err:  # bad input: the message names file/clip
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     report_path = args.report or args.out + ".report.json"
     pipeline._atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
     print(f"annotated {report['annotated']}/{report['clips']} clips with {args.backend}"

@@ -58,3 +58,17 @@ def test_output_paths():
     assert pipeline.output_paths("/x/a.clips.npz") == {"clips": "/x/a.clips.npz"}
     assert pipeline.output_paths("/x/a.npz") == {"handx": "/x/a.npz", "clips": "/x/a.clips.npz"}
     assert pipeline.output_paths("/x/a.npz", "handx") == {"handx": "/x/a.npz"}
+
+
+def test_bad_motion_is_reported_with_file_and_clip(tmp_path, capsys):
+    motion, _, _ = H.still_clip(frames=20)
+    bad = motion.copy()
+    bad[7, 1, 3, 2] = np.nan
+    path = str(tmp_path / "bad.clips.npz")
+    store.save_clips(path, {"fine": {"motion": motion}, "broken": {"motion": bad}})
+    assert cli.main(["features", path]) == 1
+    err = capsys.readouterr().err
+    assert path in err and "'broken'" in err and "frame 7" in err
+    assert cli.main(["annotate", "--src", path, "--out", str(tmp_path / "o.clips.npz"),
+                     "--no-progress"]) == 1
+    assert "'broken'" in capsys.readouterr().err
