@@ -242,49 +242,75 @@ def tip_palm_distance(tips: np.ndarray, corners: np.ndarray,
 CORNER_BLOCKS = (16, 32, 64)  # candidate block sizes tried before the full matrix
 
 
-def _block_stage(t, s, lc, rc, k: int, pairs: int):
-    """One candidate-block attempt: (mean of the `pairs` closest, exact?) per frame."""
+def _sq_dist_planes(a: tuple, b: tuple) -> np.ndarray:
+    """Squared distances (F, P, Q) from coordinate planes a = (x, y, z) each (F, P), b (F, Q)."""
+    out = np.subtract(a[0][:, :, None], b[0][:, None, :])
+    out *= out
+    tmp = np.empty_like(out)
+    for c in (1, 2):
+        np.subtract(a[c][:, :, None], b[c][:, None, :], out=tmp)
+        tmp *= tmp
+        out += tmp
+    return out
+
+
+def _block_stage(t, s, left_planes, right_planes, k: int, pairs: int):
+    """One candidate-block attempt: (mean of the `pairs` closest, exact?) per frame.
+
+    left_planes / right_planes: the palm points' x, y, z coordinates, each (F, 100).
+    """
     rows = np.argpartition(-t, k, axis=-1)
     cols = np.argpartition(s, k, axis=-1)
     t_next = np.take_along_axis(t, rows[:, k:k + 1], axis=-1)[:, 0]
     s_next = np.take_along_axis(s, cols[:, k:k + 1], axis=-1)[:, 0]
-    lsel = np.matmul(_PALM_W32[rows[:, :k]], lc)  # (F, k, 3)
-    rsel = np.matmul(_PALM_W32[cols[:, :k]], rc)
-    d2 = _sq_dist(lsel, rsel).reshape(lc.shape[0], k * k)
+    rows, cols = rows[:, :k], cols[:, :k]
+    lsel = tuple(np.take_along_axis(p, rows, axis=-1) for p in left_planes)
+    rsel = tuple(np.take_along_axis(p, cols, axis=-1) for p in right_planes)
+    d2 = _sq_dist_planes(lsel, rsel).reshape(t.shape[0], k * k)
     d2 = np.partition(d2, pairs - 1, axis=-1)[:, :pairs] if k > 16 else np.sort(d2, axis=-1)
     part = np.sqrt(np.maximum(d2[:, :pairs], 0.0))
     bound = np.minimum(s.min(axis=-1) - t_next, s_next - t.max(axis=-1))
     return part.mean(axis=-1), part.max(axis=-1) <= bound
 
 
+def _palm_planes(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y, z planes (F, 100) of the palm points from corners (F, 6, 3): one GEMM each."""
+    return tuple(corners[:, :, c] @ _PALM_W32.T for c in range(3))
+
+
 def palm_palm_from_corners(left: np.ndarray, right: np.ndarray,
                            pairs: int = PALM_PAIRS) -> np.ndarray:
-    """`palm_palm_distance` from palm corners (..., 6, 3), never building all 100 points.
+    """`palm_palm_distance` from palm corners (..., 6, 3).
 
-    Projections on the centre line are M (c u); each k x k candidate block is gathered as
-    rows of M times the corners, with k growing (`CORNER_BLOCKS`) for the frames a smaller
-    block could not settle exactly; the few left take the full distance matrix.
+    Palm points are a fixed linear map of the corners, so their coordinates and their
+    projections on the centre line come from small matrix products. Each k x k candidate
+    block is exact by the projection bound of `_palm_palm_block`; k grows
+    (`CORNER_BLOCKS`) for the frames a smaller block could not settle, and the few left
+    take the full distance matrix.
     """
     lead = left.shape[:-2]
     origin = left[..., :1, :]
     lc = (left - origin).reshape(-1, left.shape[-2], 3)
     rc = (right - origin).reshape(-1, right.shape[-2], 3)
+    lp, rp = _palm_planes(lc), _palm_planes(rc)
     mean_w = _PALM_W32.mean(axis=0)
     u = np.einsum("k,fkc->fc", mean_w, rc - lc)
     u /= np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-9)
-    t = np.matmul(lc, u[:, :, None])[..., 0] @ _PALM_W32.T  # (F, 100)
-    s = np.matmul(rc, u[:, :, None])[..., 0] @ _PALM_W32.T
+    t = lp[0] * u[:, :1] + lp[1] * u[:, 1:2] + lp[2] * u[:, 2:]  # (F, 100)
+    s = rp[0] * u[:, :1] + rp[1] * u[:, 1:2] + rp[2] * u[:, 2:]
     out = np.zeros(lc.shape[0], dtype=np.float32)
     todo = np.arange(lc.shape[0])
     for k in CORNER_BLOCKS:
         if not todo.size:
             break
-        value, exact = _block_stage(t[todo], s[todo], lc[todo], rc[todo], k, pairs)
+        sub = todo if todo.size < lc.shape[0] else slice(None)
+        value, exact = _block_stage(t[sub], s[sub], tuple(p[sub] for p in lp),
+                                    tuple(p[sub] for p in rp), k, pairs)
         out[todo[exact]] = value[exact]
         todo = todo[~exact]
     if todo.size:
-        out[todo] = _palm_palm_full(np.matmul(_PALM_W32, lc[todo]),
-                                    np.matmul(_PALM_W32, rc[todo]), pairs)
+        out[todo] = _palm_palm_full(np.stack([p[todo] for p in lp], axis=-1),
+                                    np.stack([p[todo] for p in rp], axis=-1), pairs)
     return out.reshape(lead)
 
 
