@@ -44,7 +44,7 @@ def _layers(run: runs_lib.Run):
 def run_row(run: runs_lib.Run) -> tuple[str, list]:
     ratio = run.data_ratio if run.data_ratio is not None else 1.0
     layers = _layers(run)
-    name = f"{ratio * 100:g} %, {layers} layers" if layers is not None else f"{ratio * 100:g} %, {run.size}"
+    name = f"{ratio * 100:g} %, {layers} layer{'' if layers == 1 else 's'}" if layers is not None else f"{ratio * 100:g} %, {run.size}"
     cells = [(run.metric(key), run.last(f"eval/{key}_ci95")) for key, _ in COLUMNS]
     return name, cells
 

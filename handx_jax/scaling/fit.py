@@ -260,7 +260,11 @@ def _interval(draws: np.ndarray, theta: np.ndarray, dof: int) -> list[list[float
     return [[float(lo), float(hi)] for lo, hi in zip(low, high)]
 
 
-def _outliers(resid: np.ndarray, sigma: float, labels: Sequence[str]) -> list[str]:
+def _outliers(resid: np.ndarray, sigma: float, labels: Sequence[str], num_params: int = 2) -> list[str]:
+    """Runs whose residual exceeds 3.5 robust sigmas; none when fewer than 3 residual
+    degrees of freedom are left (the noise scale is then too uncertain to judge)."""
+    if resid.size - num_params < 3:
+        return []
     return [str(labels[i]) for i in np.flatnonzero(np.abs(resid) > OUTLIER_Z * sigma)]
 
 
@@ -377,7 +381,9 @@ def fit_power(x, y, *, metric="metric", x_name="x", labels=None, loss="huber",
     draws_o = np.array([to_orig(t) for t in draws]).reshape(-1, 3)
     gap = abs(theta[1]) * (x.max() / x0) ** -theta[2]
     flags = {
-        "outliers": _outliers(resid, sigma, labels),
+        "outliers": _outliers(resid, sigma, labels, 3),
+        # Too few distinct sizes to pin three parameters: the intervals will be very wide.
+        "underdetermined": bool(len(np.unique(x)) < 5),
         # Remaining improvement at the largest x is within 2 sigma of the asymptote E.
         "saturated": bool(gap < 2 * sigma),
         "reducible_gap_at_max_x": float(gap),
@@ -435,7 +441,8 @@ def fit_power2d(n, d, y, *, metric="metric", x_name="params,data", labels=None, 
     gap_n = abs(theta[1]) * (n.max() / n0) ** -theta[2]
     gap_d = abs(theta[3]) * (d.max() / d0) ** -theta[4]
     flags = {
-        "outliers": _outliers(resid, sigma, labels),
+        "outliers": _outliers(resid, sigma, labels, 5),
+        "underdetermined": bool(len(np.unique(n)) < 4 or len(np.unique(d)) < 3),
         "saturated_in_size": bool(gap_n < 2 * sigma),
         "saturated_in_data": bool(gap_d < 2 * sigma),
     }
@@ -562,7 +569,7 @@ def fit_isoflop(n, flops, y, *, metric="metric", goal="min", labels=None, budget
         form="isoflop", metric=metric, x="flops",
         params={"k": float(theta[0]), "a": float(theta[1])},
         ci95={"k": [10.0**v for v in ci_log[0]], "a": ci_log[1]},
-        n_runs=len(y), flags={**flags, "outliers": _outliers(resid, sigma, labels)},
+        n_runs=len(y), flags={**flags, "outliers": _outliers(resid, sigma, labels, 3 * len(used))},
         boot=draws,
         predict=lambda t, cs: t[0] * np.asarray(cs, float) ** t[1],
         extra={"budgets": per_budget, "goal": goal, "sigma": sigma},

@@ -73,8 +73,15 @@ def plot_curve(result: FitResult, x: np.ndarray, y: np.ndarray, labels, out_pref
                    label="flagged (saturated / outlier)")
     _label_points(ax, x, y, labels)
     ax.set_xscale("log")
-    if result.form == "power" and np.all(y > 0) and np.all(mid > 0):
+    # y range from the runs and the fitted curve: a wide band (few runs) is clipped, not
+    # allowed to flatten the points.
+    lo, hi = float(min(y.min(), mid.min())), float(max(y.max(), mid.max()))
+    if result.form == "power" and lo > 0:
         ax.set_yscale("log")
+        ax.set_ylim(lo / 1.3, hi * 1.3)
+    else:
+        pad = 0.15 * (hi - lo) if hi > lo else 0.1 * max(abs(hi), 1e-3)
+        ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel(X_TITLES.get(result.x, result.x))
     ax.set_ylabel(result.metric)
     ax.set_title(_title(result), fontsize=8)
