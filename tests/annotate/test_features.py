@@ -105,3 +105,22 @@ def test_bad_input_names_the_problem():
     bad[1, 2, 0, 0, 0] = np.nan
     with pytest.raises(F.FeatureError, match=r"clip\(s\) \[1\]"):
         F.extract_features(bad)
+
+
+def test_palm_distance_cascade_is_exact_on_random_poses():
+    rng = np.random.default_rng(9)
+    frames = 300
+    flex = rng.uniform(0, 1.2, size=(frames, 2, 5, 3))
+    motion = H.clip(flex, np.zeros((frames, 2, 3))).astype(np.float64)
+    for h in range(2):  # every frame its own hand orientations and a 0-15 cm offset
+        rot = np.stack([_rotation(rng) for _ in range(frames)])
+        motion[:, h] = np.einsum("tij,tkj->tki", rot, motion[:, h])
+    motion[:, 1] += rng.uniform(-0.15, 0.15, size=(frames, 1, 3)) + [0.08, 0, 0]
+    motion = motion.astype(np.float32)
+    corners = motion[:, :, F.PALM_CORNERS]
+    got = F.palm_palm_from_corners(corners[:, 0], corners[:, 1])
+    palm = geometry.palm_points(motion)
+    pp = np.linalg.norm(palm[:, 0, :, None] - palm[:, 1, None], axis=-1).reshape(frames, -1)
+    want = np.sort(pp, axis=-1)[:, :30].mean(axis=-1)
+    assert (want < 0.04).sum() > 10, "some palms must be close for the test to bite"
+    np.testing.assert_allclose(got, want, atol=2e-6)
