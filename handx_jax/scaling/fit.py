@@ -241,7 +241,7 @@ def _leverage(jac: np.ndarray) -> np.ndarray:
     return np.sum(q**2, axis=1)
 
 
-def _interval(draws: np.ndarray, theta: np.ndarray, dof: int) -> list[list[float]]:
+def _interval(draws: np.ndarray, theta: np.ndarray, dof: int, lower=None, upper=None) -> list[list[float]]:
     """Bootstrap percentile interval, widened around the estimate by t_{dof} / z.
 
     The bootstrap spread is driven by a noise scale estimated from `dof` residual degrees
@@ -257,6 +257,8 @@ def _interval(draws: np.ndarray, theta: np.ndarray, dof: int) -> list[list[float
     widen = stats.t.ppf(0.975, max(dof, 1)) / stats.norm.ppf(0.975)
     low = theta - (theta - low) * widen
     high = theta + (high - theta) * widen
+    if lower is not None:  # widening must not leave the parameter's domain (alpha > 0)
+        low, high = np.clip(low, lower, upper), np.clip(high, lower, upper)
     return [[float(lo), float(hi)] for lo, hi in zip(low, high)]
 
 
@@ -391,7 +393,7 @@ def fit_power(x, y, *, metric="metric", x_name="x", labels=None, loss="huber",
     return FitResult(
         form="power", metric=metric, x=x_name,
         params=dict(zip(model.names, map(float, theta_o))),
-        ci95=dict(zip(model.names, _interval(draws_o, theta_o, len(x) - 3))),
+        ci95=dict(zip(model.names, _interval(draws_o, theta_o, len(x) - 3, model.lower, model.upper))),
         n_runs=len(x), flags=flags, boot=draws_o,
         predict=lambda t, xs: t[0] + t[1] * np.asarray(xs, float) ** -t[2],
         extra={"sigma": sigma, "x0": x0},
@@ -449,7 +451,7 @@ def fit_power2d(n, d, y, *, metric="metric", x_name="params,data", labels=None, 
     return FitResult(
         form="power2d", metric=metric, x=x_name,
         params=dict(zip(model.names, map(float, theta_o))),
-        ci95=dict(zip(model.names, _interval(draws_o, theta_o, len(y) - 5))),
+        ci95=dict(zip(model.names, _interval(draws_o, theta_o, len(y) - 5, model.lower, model.upper))),
         n_runs=len(y), flags=flags, boot=draws_o,
         predict=lambda t, ns, ds: t[0] + t[1] * np.asarray(ns, float) ** -t[2]
         + t[3] * np.asarray(ds, float) ** -t[4],
