@@ -177,6 +177,11 @@ def test_saturation_flags():
     assert flat.flags["saturated"] is True
     steep = fit.fit_power(n, 0.5 + 40 * n**-0.3 + 0.001 * np.sin(np.arange(8)), n_boot=0)
     assert steep.flags["saturated"] is False
+    assert steep.flags["underdetermined"] is False
+    few = np.repeat(np.logspace(6, 8, 3), 2)
+    coarse = fit.fit_power(few, 0.5 + 40 * few**-0.3 + 0.001 * np.cos(np.arange(6)), n_boot=50)
+    assert coarse.flags["underdetermined"] is True
+    assert coarse.ci95["alpha"][0] >= 1e-4  # intervals stay inside alpha's domain
 
 
 def test_bad_input_is_named():
