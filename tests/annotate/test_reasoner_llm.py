@@ -14,7 +14,8 @@ from tests.annotate.fake_llm import FakeLLM
 
 
 def _config(url, **kw):
-    base = dict(url=url, model="test-model", timeout=0.3, max_retries=6, backoff=0.01,
+    # the timeout leaves a loaded test machine room; "slow" answers take longer still
+    base = dict(url=url, model="test-model", timeout=2.0, max_retries=6, backoff=0.01,
                 max_backoff=0.05, max_format_retries=2)
     base.update(kw)
     return L.LLMConfig(**base)
@@ -40,7 +41,7 @@ def test_parse_captions_is_strict():
 
 def test_recovers_from_slow_429_500_truncated_malformed_and_wrong_count(tmp_path):
     script = ["slow", "429", "500", "truncated", "malformed", "wrong_count"]
-    with FakeLLM(script) as server:
+    with FakeLLM(script, slow_seconds=3.0) as server:
         reasoner = L.LLMReasoner(_config(server.url), cache_dir=str(tmp_path / "cache"))
         triplets = reasoner.describe(EVENTS)
         assert len(triplets) == 5 and triplets[0]["left"].startswith("left ")
