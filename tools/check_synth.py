@@ -75,6 +75,12 @@ def main(argv=None) -> int:
                      f"{total_hit / max(total, 1):.4f} of {total} fr", ">= 0.98",
                      total_hit >= 0.98 * total))
 
+    extra = checks.unintended_contacts(motion, gt)
+    far_frames = sum(v[0] for v in extra.values())
+    far_clips = sum(v[1] for v in extra.values())
+    rows.append(_row("  unintended contacts > 3 fr from intended ones",
+                     f"{far_frames} fr in {far_clips} clips", "-", True))
+
     pen = checks.penetration(motion, gt["scale"])
     contact = checks.contact_frames(gt)
     free = pen[~contact]

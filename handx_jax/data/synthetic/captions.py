@@ -244,8 +244,9 @@ def _relation_text(program: dict, lay, frames: int, rng, level: str) -> str:
     elif kind == "palms_together":
         ev = [e for e in lay.events["two_hands"] if e["family"] == "palm_palm_distance"][0]
         t = when(ev["start"], ev["end"], frames, rng)
-        text = _pick(rng, (f"{t}, palms press together", f"palms meet {t}",
-                           f"{t}, the hands come together palm to palm"))
+        text = _pick(rng, (f"{t}, palms press together, fingertips touching",
+                           f"palms and fingertips meet {t}",
+                           f"{t}, the hands come together palm to palm, fingers aligned"))
         if rel.get("release"):
             text += _pick(rng, (", then separate", " and part again", ", then pull apart"))
         if level == "concise":

@@ -73,6 +73,28 @@ def contact_reach(motion: np.ndarray, gt: dict) -> dict[str, tuple[int, int]]:
     return out
 
 
+def unintended_contacts(motion: np.ndarray, gt: dict, margin: int = 3) -> dict[str, tuple]:
+    """Measured contacts that the program did not intend, per kind: (frames more than
+    `margin` frames away from an intended contact of the same pair, clips with any such
+    frame, all measured-but-unintended frames). Approach and release ramps make the
+    frames next to an intended contact read as contacts too; those are not counted."""
+    from scipy.ndimage import binary_dilation
+
+    dist = contact_distances(motion)
+    out = {}
+    for key, mask_key, thresh in (("intra", "intra_contact", INTRA_CONTACT_M),
+                                  ("tip_palm", "inter_contact", PALM_CONTACT_M),
+                                  ("tip_tip", "inter_tip_contact", TIP_CONTACT_M),
+                                  ("palm_palm", "palm_contact", PALM_PALM_CONTACT_M)):
+        mask = np.asarray(gt[mask_key], bool)
+        extra = (dist[key] < thresh) & ~mask
+        window = np.ones((1, 2 * margin + 1) + (1,) * (mask.ndim - 2), bool)
+        far = extra & ~binary_dilation(mask, structure=window)
+        out[key] = (int(far.sum()), int(far.reshape(far.shape[0], -1).any(1).sum()),
+                    int(extra.sum()))
+    return out
+
+
 def _segment_distance(p1, q1, p2, q2) -> np.ndarray:
     """Distance between segments [p1, q1] and [p2, q2] (broadcast over leading dims)."""
     d1, d2, r = q1 - p1, q2 - p2, p1 - p2

@@ -100,6 +100,30 @@ def _start_pose(hand: dict) -> np.ndarray:
     return poses.named_pose("open", u)
 
 
+def _staged_move(track: Track, start: int, end: int, target: np.ndarray) -> None:
+    """Ramp to `target`, moving the thumb and the fingers one after the other when both
+    change: fingers curl before the thumb folds over them, and the thumb leaves before
+    they open, so a fingertip does not sweep through the thumb tip on the way."""
+    cur = track.value
+    start = max(start, track.last_frame)
+    thumb_moves = np.abs(target[:3] - cur[:3]).max() > np.deg2rad(5) or \
+        abs(target[15] - cur[15]) > np.deg2rad(5)
+    fingers_move = np.abs(target[3:15] - cur[3:15]).max() > np.deg2rad(5)
+    if not (thumb_moves and fingers_move) or end - start < 4:
+        track.move(start, end, target)
+        return
+    mid = (start + end) // 2
+    thumb = [0, 1, 2, 15]
+    if target[3:15].sum() > cur[3:15].sum():  # curling: fingers first
+        inter = target.copy()
+        inter[thumb] = cur[thumb]
+    else:  # opening: thumb first
+        inter = cur.copy()
+        inter[thumb] = target[thumb]
+    track.move(start, mid, inter)
+    track.move(mid, end, target)
+
+
 def _finger_event(side_events, flex_a, flex_b, fingers, start, end, extra=None):
     dur_s = max(end - start, 1) / 30.0
     for f in fingers:
@@ -152,7 +176,10 @@ def _layout_fingers(lay: ClipLayout, h: int, side: str, hand: dict, before=None)
                                           act.get("variant", 0))
             dur = int(min(act.get("duration", 10), b - a - 1))
             dur = max(dur, 4)
-            track.move(a, a + dur, target)
+            if kind == "hold" and act["pose"] != "pinch":
+                _staged_move(track, a, a + dur, target)
+            else:
+                track.move(a, a + dur, target)
             track.hold_until(b)
             _finger_event(events, poses.split(cur)[0], poses.split(target)[0], range(5), a,
                           a + dur)
@@ -173,8 +200,8 @@ def _layout_fingers(lay: ClipLayout, h: int, side: str, hand: dict, before=None)
             ramp = max(4, min(10, period // 2 - 2))
             t = a
             for _ in range(n):
-                track.move(t, t + ramp, fist)
-                track.move(t + period // 2, t + period // 2 + ramp, open_)
+                _staged_move(track, t, t + ramp, fist)
+                _staged_move(track, t + period // 2, t + period // 2 + ramp, open_)
                 _finger_event(events, poses.split(cur)[0], poses.split(fist)[0], range(1, 5),
                               t, t + ramp, {"repeat": n})
                 _finger_event(events, poses.split(fist)[0], poses.split(open_)[0], range(1, 5),
@@ -480,7 +507,7 @@ def _layout_contact_relation(lay: ClipLayout, rel: dict, rots) -> None:
         forced = [poses.named_pose("point", 0.5, rel["finger"])] * 2
     for h, side in enumerate(("left", "right")):
         before = lay.fingers[h].value
-        lay.fingers[h].move(a, a + FORCE_RAMP, forced[h])
+        _staged_move(lay.fingers[h], a, a + FORCE_RAMP, forced[h])
         pose = "flat" if kind == "palms_together" or (kind == "tip_to_palm" and h != toucher) \
             else "point"
         lay.actions[side].append({"action": "relation_pose", "pose": pose,
@@ -503,6 +530,13 @@ def _layout_contact_relation(lay: ClipLayout, rel: dict, rots) -> None:
                 lay.wrists[h].move(end, b, start[h])
         lay.palm_palm.append((contact_at, end))
         two.append({"family": "palm_palm_distance", "start": int(contact_at), "end": int(end),
+                    "constant_des": "contact"})
+        # Pressed palms bring the corresponding fingertips together too (not the thumbs,
+        # which lie in the palm planes, 3 cm apart).
+        for f in range(1, 5):
+            lay.tip_tip.append((f, f, contact_at, end))
+        two.append({"family": "finger_tip_contact", "fingers": list(FINGERS[1:]),
+                    "start": int(contact_at), "end": int(end), "repeat": 1,
                     "constant_des": "contact"})
     elif kind == "tip_to_palm":
         receiver = 1 - toucher

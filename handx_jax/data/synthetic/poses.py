@@ -27,8 +27,10 @@ THUMB_STATES = {  # thumb CMC, MCP, IP
     "partially_bent": ((20.0, 30.0), (25.0, 40.0), (30.0, 45.0)),
     "fully_bent": ((35.0, 45.0), (50.0, 65.0), (60.0, 80.0)),
 }
-THUMB_TUCKED = (30.0, 30.0, 25.0, -18.0)  # CMC, MCP, IP, CMC abduction: folded over a fist
-THUMB_FLAT = (-10.0, 0.0, 0.0, -25.0)  # thumb in the palm plane (palms pressed together)
+# CMC, MCP, IP, CMC abduction: the thumb lies across the front of the curled fingers, so
+# fingers curling into (or out of) a fist do not sweep through the thumb tip.
+THUMB_TUCKED = (5.0, 15.0, 15.0, -38.0)
+THUMB_FLAT = (-15.0, 0.0, 0.0, -30.0)  # thumb in the palm plane (palms pressed together)
 
 
 def pose_vector(flexion_deg: np.ndarray, abduction_deg: np.ndarray) -> np.ndarray:
