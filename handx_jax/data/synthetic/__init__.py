@@ -45,7 +45,8 @@ Files written by `write_dataset(out_dir, num_train, num_test)` for split in (tra
     (index-middle, middle-ring, ring-pinky) of the clean skeleton.
   - `intra_contact` (N,T,2,4) bool: thumb tip intended on the index/middle/ring/pinky tip.
   - `inter_contact` (N,T,2,5) bool: fingertip f of hand h intended on the other palm.
-  - `inter_tip_contact` (N,T,5,5) bool: left tip i intended on right tip j.
+  - `inter_tip_contact` (N,T,5,5) bool: left tip i intended on right tip j (fingertip
+    taps; pressed palms also join the index..pinky tips).
   - `palm_contact` (N,T) bool: palms intended together.
   - `wrist` (N,T,2,3) float32 metres: clean wrist positions in the clip's canonical frame.
   - `dropped` (N,T) bool: frames replaced by the previous one (quality medium/low).
