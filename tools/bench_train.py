@@ -59,7 +59,28 @@ def sampling_hook():
         return None
 
 
-def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir: str | None) -> dict:
+def _time(fn, *args, steps: int) -> float:
+    jax.block_until_ready(fn(*args))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - t0) / steps
+
+
+def time_parts(trainer, state, batch, key, steps: int) -> dict:
+    """Seconds per call of the forward loss alone and of loss + gradients (no optimizer), so
+    the optimizer/EMA share of the step is the remainder."""
+    task = trainer.task
+    with trainer.context():
+        fwd = jax.jit(lambda p, b, k: task.loss(p, b, k)[0])
+        grad = jax.jit(lambda p, b, k: jax.grad(lambda q: task.loss(q, b, k)[0])(p))
+        return {"forward_s": _time(fwd, state.params, batch, key, steps=steps),
+                "fwd_bwd_s": _time(grad, state.params, batch, key, steps=steps)}
+
+
+def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir: str | None,
+               breakdown: bool = False) -> dict:
     config = configlib.load_config(spec)
     config.train.batch_size = batch_size
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 1, 1
@@ -91,6 +112,8 @@ def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir:
            "gflop_step": fpe * batch_size / 1e9, "xla_gflop_step": xla / 1e9,
            "mfu": fpe * batch_size / step_s / peak, "mfu_xla": xla / step_s / peak,
            "compile_s": compile_s, "loss": float(metrics["loss"])}
+    if breakdown:
+        row.update(time_parts(trainer, state, batch, key, steps))
     hook = sampling_hook()
     if hook is not None:
         row["ddim50_samples_s"] = float(hook(config, state.ema_params, batch_size=batch_size, steps=50,
@@ -105,14 +128,19 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=5, help="timed steps per size (after 2 warm-up)")
     p.add_argument("--profile", default=None, help="write jax.profiler traces here")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also time the forward loss and loss+gradients alone")
     args = p.parse_args(argv)
     jax_setup.setup()
     peak = flops_lib.measure_matmul_peak()
     rows = []
     for size in [s for s in args.sizes.split(",") if s]:
-        rows.append(bench_size(f"{args.config}:size={size}", args.batch, args.steps, peak, args.profile))
+        rows.append(bench_size(f"{args.config}:size={size}", args.batch, args.steps, peak, args.profile,
+                               args.breakdown))
     cols = ["size", "params", "batch", "step_s", "samples_s", "gflop_step", "xla_gflop_step", "mfu",
             "mfu_xla", "compile_s"]
+    if args.breakdown:
+        cols += ["forward_s", "fwd_bwd_s"]
     if any("ddim50_samples_s" in r for r in rows):
         cols.append("ddim50_samples_s")
     print(f"\n{jax.devices()[0].platform} x{jax.device_count()}, {os.cpu_count()} cores; "
