@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     distributed.maybe_initialize_distributed()
     from handx_jax.train import loop
 
-    config = configlib.load_config(args.config)
+    config = loop.add_trainer_defaults(configlib.load_config(args.config))
     config = configlib.apply_overrides(config, list(getattr(args, "config_overrides", []) or []))
     os.makedirs(args.workdir, exist_ok=True)
     ensure_data(config, args.workdir)

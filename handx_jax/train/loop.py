@@ -33,6 +33,19 @@ from handx_jax.train import state as state_lib
 from handx_jax.train.task import load_task
 
 
+# Optional trainer fields (beyond the contract's required ones) and their defaults.
+TRAIN_DEFAULTS = {"peak_flops": 0.0, "progress": True, "async_checkpoint": True, "min_lr_ratio": 0.0,
+                  "b1": 0.9, "b2": 0.999, "eps": 1e-8}
+
+
+def add_trainer_defaults(config: Any) -> Any:
+    """Give `config.train` every optional trainer field, so `--config.train.X=v` can set it."""
+    for key, value in TRAIN_DEFAULTS.items():
+        if key not in config.train:
+            config.train[key] = value
+    return config
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training produced NaN/Inf; the message names the step, the terms and the last checkpoint."""
 

@@ -51,3 +51,16 @@ def test_single_process_does_not_initialize(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.delenv("TPU_WORKER_HOSTNAMES", raising=False)
     assert distributed.maybe_initialize_distributed() is False
+
+
+def test_optional_trainer_fields_can_be_overridden():
+    from handx_jax import configlib
+    from handx_jax.train import loop
+    from tests.train import toy_task
+
+    config = toy_task.get_config()
+    del config.train["progress"]
+    loop.add_trainer_defaults(config)
+    configlib.apply_overrides(config, ["train.progress=false", "train.min_lr_ratio=0.1"])
+    assert config.train.progress is False and config.train.min_lr_ratio == 0.1
+    assert config.train.peak_flops == 1e11       # an existing value is kept
