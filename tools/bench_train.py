@@ -91,7 +91,7 @@ def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir:
     compiled = trainer.compile()
     compile_s = time.perf_counter() - t0
     state = trainer.init_state()
-    batch = trainer._example
+    batch = trainer.example
     key = jax.device_put(jax.random.PRNGKey(1), trainer.replicated)
     for _ in range(2):  # warm-up
         state, metrics = compiled(state, batch, key)

@@ -15,9 +15,7 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -134,7 +132,3 @@ def restore_params(workdir: str, step: int | None = None, ema: bool = True,
     state = out["state"]
     params = state["ema_params"] if ema else state["params"]
     return ml_collections.ConfigDict(out["config"]), params, int(step)
-
-
-def replicated_on(mesh: jax.sharding.Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P())

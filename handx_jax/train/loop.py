@@ -18,11 +18,9 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import flags
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from handx_jax.train import checkpoint as ckpt_lib
 from handx_jax.train import flops as flops_lib
@@ -102,7 +100,7 @@ class Trainer:
         self.rng = jax.random.PRNGKey(int(tc.seed))
         self.abstract_state, self.state_shardings = state_lib.abstract_state(
             self.task, self.tx, self.rng, self.batch_spec, self.mesh)
-        self._example = example
+        self.example = example
         self.replicated = sharding_lib.replicated(self.mesh)
         step_fn = make_train_step(self.task, self.tx, self.schedule, float(tc.get("ema_decay", 0.999)))
         batch_shardings = jax.tree_util.tree_map(lambda _: self.batch_sharding, self.batch_spec)
@@ -130,7 +128,7 @@ class Trainer:
 
     def init_state(self) -> state_lib.TrainState:
         with self.context():
-            return state_lib.create_train_state(self.task, self.tx, self.rng, self._example,
+            return state_lib.create_train_state(self.task, self.tx, self.rng, self.example,
                                                 self.state_shardings)
 
 

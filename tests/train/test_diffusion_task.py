@@ -75,7 +75,7 @@ def _five_losses(devices, **mesh):
     losses = []
     for i in range(5):
         key = jax.device_put(jax.random.fold_in(jax.random.PRNGKey(3), i), trainer.replicated)
-        st, metrics = step(st, trainer._example, key)
+        st, metrics = step(st, trainer.example, key)
         losses.append(float(metrics["loss"]))
     return np.array(losses)
 

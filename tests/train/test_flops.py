@@ -2,7 +2,6 @@
 
 import jax
 import ml_collections
-import pytest
 
 from handx_jax.train import flops, loop
 from tests.train import toy_task

@@ -2,7 +2,6 @@
 SIGTERM saves a checkpoint and exits cleanly (both through the `handx train` entry point)."""
 
 import json
-import os
 import signal
 import subprocess
 import time
