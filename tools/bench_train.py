@@ -80,7 +80,7 @@ def time_parts(trainer, state, batch, key, steps: int) -> dict:
 
 
 def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir: str | None,
-               breakdown: bool = False) -> dict:
+               breakdown: bool = False, sampling: bool = True) -> dict:
     config = configlib.load_config(spec)
     config.train.batch_size = batch_size
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 1, 1
@@ -114,7 +114,7 @@ def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir:
            "compile_s": compile_s, "loss": float(metrics["loss"])}
     if breakdown:
         row.update(time_parts(trainer, state, batch, key, steps))
-    hook = sampling_hook()
+    hook = sampling_hook() if sampling else None
     if hook is not None:
         row["ddim50_samples_s"] = float(hook(config, state.ema_params, batch_size=batch_size, steps=50,
                                              guidance=float(config.diffusion.get("guidance", 2.5))))
@@ -130,13 +130,14 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default=None, help="write jax.profiler traces here")
     p.add_argument("--breakdown", action="store_true",
                    help="also time the forward loss and loss+gradients alone")
+    p.add_argument("--no-sampling", action="store_true", help="skip the sampling-throughput hook")
     args = p.parse_args(argv)
     jax_setup.setup()
     peak = flops_lib.measure_matmul_peak()
     rows = []
     for size in [s for s in args.sizes.split(",") if s]:
         rows.append(bench_size(f"{args.config}:size={size}", args.batch, args.steps, peak, args.profile,
-                               args.breakdown))
+                               args.breakdown, not args.no_sampling))
     cols = ["size", "params", "batch", "step_s", "samples_s", "gflop_step", "xla_gflop_step", "mfu",
             "mfu_xla", "compile_s"]
     if args.breakdown:
