@@ -33,6 +33,48 @@ def _param(module: nn.Module, name: str, init: Callable, shape: Sequence[int], a
     return module.param(name, nn.with_logical_partitioning(init, tuple(axes)), tuple(shape), dtype)
 
 
+@jax.custom_vjp
+def matmul_2d(x_nd: Array, w_df: Array) -> Array:
+    """`x @ w` for 2-D operands with an explicit backward `dx = dy w^T`, `dW = x^T dy`.
+
+    Why: left to autodiff, XLA's CPU backend contracts the batch*length dimension of the
+    activation gradient `dy` by transposing `dy` and fuses that transposed copy into the
+    whole chain of element-wise gradient ops that produces `dy` (residual stream, layer
+    norms), recomputing the chain per element: those copies took over half of an S
+    training step. Here `dy` is materialised once (optimization barrier) and the transposed
+    operand is the saved activation `x`.
+    """
+    return jnp.dot(x_nd, w_df)
+
+
+def _matmul_2d_fwd(x_nd, w_df):
+    return jnp.dot(x_nd, w_df), (x_nd, w_df)
+
+
+def _matmul_2d_bwd(res, dy_nf):
+    x_nd, w_df = res
+    dy_nf = jax.lax.optimization_barrier(dy_nf)
+    return jnp.dot(dy_nf, w_df.T), jnp.dot(x_nd.T, dy_nf)
+
+
+matmul_2d.defvjp(_matmul_2d_fwd, _matmul_2d_bwd)
+
+
+def dense_nd(x: Array, w: Array, in_dims: int = 1) -> Array:
+    """Contract the last `in_dims` axes of `x` with the first `in_dims` axes of `w`.
+
+    Leading axes of `x` are flattened into one row axis so forward and backward are plain
+    2-D matmuls (see `matmul_2d`); the result has shape `x.shape[:-in_dims] + w.shape[in_dims:]`.
+    """
+    lead, contract = x.shape[: x.ndim - in_dims], x.shape[x.ndim - in_dims:]
+    if tuple(contract) != tuple(w.shape[:in_dims]):
+        raise ValueError(f"dense_nd: input dims {tuple(contract)} do not match weight dims {tuple(w.shape[:in_dims])}")
+    k = math.prod(contract)
+    out = w.shape[in_dims:]
+    y = matmul_2d(x.reshape(math.prod(lead), k), w.reshape(k, math.prod(out)))
+    return y.reshape(*lead, *out)
+
+
 def constrain(x: Array, axes: Sequence[str | None] = ACTIVATION_AXES) -> Array:
     """Pin an activation's logical sharding (no effect without axis rules and a mesh)."""
     return nn.with_logical_constraint(x, tuple(axes))
@@ -51,7 +93,7 @@ class Dense(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         kernel = _param(self, "kernel", self.kernel_init, (x.shape[-1], self.features), self.axes, self.param_dtype)
-        y = jnp.einsum("...d,df->...f", x.astype(self.dtype), kernel.astype(self.dtype))
+        y = dense_nd(x.astype(self.dtype), kernel.astype(self.dtype))
         if self.use_bias:
             bias = _param(self, "bias", nn.initializers.zeros, (self.features,), self.axes[1:], self.param_dtype)
             y = y + bias.astype(self.dtype)
@@ -114,8 +156,8 @@ class MultiHeadAttention(nn.Module):
         w_qkv = _param(self, "qkv_kernel", default_kernel_init, (d, 3, h, k), ("embed", None, "heads", "kv"), self.param_dtype)
         b_qkv = _param(self, "qkv_bias", nn.initializers.zeros, (3, h, k), (None, "heads", "kv"), self.param_dtype)
         x = x_btd.astype(self.dtype)
-        qkv = jnp.einsum("btd,dnhk->nbthk", x, w_qkv.astype(self.dtype)) + b_qkv.astype(self.dtype)[:, None, None]
-        q, key, value = qkv[0] * (1.0 / math.sqrt(k)), qkv[1], qkv[2]
+        qkv = dense_nd(x, w_qkv.astype(self.dtype)) + b_qkv.astype(self.dtype)
+        q, key, value = qkv[:, :, 0] * (1.0 / math.sqrt(k)), qkv[:, :, 1], qkv[:, :, 2]
         logits = jnp.einsum("bthk,bshk->bhts", q, key).astype(jnp.float32)
         bias = attention_bias(mask_bt, x.shape[1], x.shape[1], self.causal)
         if bias is not None:
@@ -126,7 +168,7 @@ class MultiHeadAttention(nn.Module):
         out = jnp.einsum("bhts,bshk->bthk", weights, value)
         w_o = _param(self, "out_kernel", default_kernel_init, (h, k, d), ("heads", "kv", "embed"), self.param_dtype)
         b_o = _param(self, "out_bias", nn.initializers.zeros, (d,), ("embed",), self.param_dtype)
-        y = jnp.einsum("bthk,hkd->btd", out, w_o.astype(self.dtype)) + b_o.astype(self.dtype)
+        y = dense_nd(out, w_o.astype(self.dtype), in_dims=2) + b_o.astype(self.dtype)
         return constrain(y)
 
 
