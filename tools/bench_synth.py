@@ -52,6 +52,8 @@ def main(argv=None) -> int:
     rows.append((f"generate in memory, 1 process", count, time.perf_counter() - t0,
                  _cpu() - c0))
 
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out) as tmp:
         timings = {}
         t0, c0 = time.perf_counter(), _cpu()
