@@ -62,6 +62,10 @@ def get_config(arg=None):
     c.model.text_heads = t_heads
     # npz of precomputed text embeddings (docs/diffusion.md); '' = train the text encoder.
     c.model.text_embeddings_path = ""
+    # Run directory (e.g. a contrastive evaluator with the same TrebleTextEncoder dims and
+    # tokenizer) whose text_encoder weights initialise ours; '' = random init.
+    c.model.text_init_from = ""
+    c.model.text_frozen = False  # stop gradients into the text encoder (needs weight_decay 0)
 
     c.diffusion = ml_collections.ConfigDict()
     c.diffusion.num_steps = 1000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -34,6 +35,9 @@ class DiffusionTask:
             "vel": float(config.diffusion.loss_vel),
             "acc": float(config.diffusion.loss_acc),
         }
+        self._text_init = None  # text-encoder weights from `model.text_init_from`, loaded on first init
+        if bool(config.model.get("text_frozen", False)) and float(config.train.get("weight_decay", 0.0)) > 0:
+            raise ValueError("model.text_frozen needs train.weight_decay = 0 (decay would still shrink the frozen text encoder)")
 
     # -- model -------------------------------------------------------------------------
     def make_model(self) -> nn.Module:
@@ -59,12 +63,27 @@ class DiffusionTask:
         x = jnp.asarray(batch["motion"])
         b = x.shape[0]
 
+        text_init = self.text_init_params()
+
         def init(rng, x, mask, text):  # jitted: eager init of many small ops is slow on CPU
-            return self.model.init(
+            params = self.model.init(
                 {"params": rng, "dropout": rng}, x, jnp.zeros((b,), jnp.int32), mask, text, jnp.zeros((b,), bool),
             )["params"]
+            if text_init is not None:
+                params = dict(params, text_encoder=load_into(params["text_encoder"], text_init, self.config.model.text_init_from))
+            return params
 
         return jax.jit(init)(rng, x, jnp.asarray(batch["mask"]), text_inputs(batch))
+
+    def text_init_params(self):
+        """Text-encoder weights of the run named by `model.text_init_from` (None when unset)."""
+        src = self.config.model.get("text_init_from", "")
+        if not src or diffusion_model.text_source(self.config) != "tokens":
+            return None
+        if self._text_init is None:
+            with jax.ensure_compile_time_eval():  # the trainer calls init_params under eval_shape / jit
+                self._text_init = load_text_tower(str(src), self.data_dir())
+        return self._text_init
 
     # -- training ------------------------------------------------------------------------
     def loss(self, params, batch, rng):
@@ -118,6 +137,43 @@ class DiffusionTask:
     def flops_per_example(self) -> float:
         """Analytic training FLOPs per example: 3 x forward matmul FLOPs (attention included)."""
         return 3.0 * diffusion_model.forward_flops(self.config)
+
+
+def load_text_tower(workdir: str, data_dir: str) -> dict:
+    """The (EMA) `text_encoder` weights of a run (e.g. an evaluator), as numpy arrays.
+
+    Its tokenizer must be the dataset's: token ids mean nothing across tokenizers.
+    """
+    from handx_jax.train.checkpoint import restore_params
+
+    ours, theirs = os.path.join(data_dir, "spm.model"), os.path.join(workdir, "spm.model")
+    if os.path.exists(ours) and os.path.exists(theirs):
+        with open(ours, "rb") as a, open(theirs, "rb") as b:
+            if a.read() != b.read():
+                raise ValueError(f"model.text_init_from: {theirs} differs from the dataset's tokenizer {ours}")
+    _, params, _ = restore_params(workdir, ema=True)
+    params = nn.unbox(params)
+    if "text_encoder" not in params:
+        raise ValueError(f"model.text_init_from: the run {workdir} has no text_encoder parameters (has {sorted(params)})")
+    return jax.tree_util.tree_map(np.asarray, params["text_encoder"])
+
+
+def load_into(boxed, values, source: str):
+    """Replace the values of a boxed parameter tree by `values` (same structure and shapes)."""
+    flat_b = flax.traverse_util.flatten_dict(boxed, sep="/")
+    flat_v = flax.traverse_util.flatten_dict(values, sep="/")
+    if sorted(flat_b) != sorted(flat_v):
+        raise ValueError(f"model.text_init_from {source}: text encoder parameters differ: "
+                         f"missing {sorted(set(flat_b) - set(flat_v))}, extra {sorted(set(flat_v) - set(flat_b))}")
+    out = {}
+    for k, box in flat_b.items():
+        shape = nn.unbox(box).shape
+        if tuple(shape) != tuple(flat_v[k].shape):
+            raise ValueError(f"model.text_init_from {source}: text_encoder/{k} is {flat_v[k].shape} there, {tuple(shape)} here; "
+                             "set model.text_layers/text_d_model/text_mlp_dim/text_heads/text_max_len/vocab_size to match")
+        value = jnp.asarray(flat_v[k], nn.unbox(box).dtype)
+        out[k] = box.replace_boxed(value) if isinstance(box, nn.meta.AxisMetadata) else value
+    return flax.traverse_util.unflatten_dict(out, sep="/")
 
 
 def text_inputs(batch) -> dict:

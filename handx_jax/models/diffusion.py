@@ -42,6 +42,9 @@ class MotionDenoiser(nn.Module):
     text_d_model: int = 256
     text_heads: int = 4
     text_mlp_dim: int = 1024
+    # Stop gradients into the text encoder (used with `model.text_init_from`: a contrastively
+    # trained text tower kept as it is; the condition projection still trains).
+    text_frozen: bool = False
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -79,6 +82,8 @@ class MotionDenoiser(nn.Module):
             h = self.text_encoder(tokens, masks, deterministic)
         else:
             h = self.text_encoder(text["text_embedding"], deterministic)
+        if self.text_frozen:
+            h = jax.lax.stop_gradient(h)
         return self.cond_projection(h)
 
     def denoise(self, x_btf: jax.Array, t_b: jax.Array, mask_bt: jax.Array, cond_bd: jax.Array, deterministic: bool = True) -> jax.Array:
@@ -134,7 +139,7 @@ def model_from_config(config) -> MotionDenoiser:
         dropout_rate=float(m.dropout), positions=str(m.positions), pre_norm=bool(m.pre_norm),
         text_source=text_source(config), vocab_size=int(m.vocab_size), text_max_len=int(m.text_max_len),
         text_layers=int(m.text_layers), text_d_model=int(m.text_d_model), text_heads=int(m.text_heads),
-        text_mlp_dim=int(m.text_mlp_dim), dtype=jnp.dtype(m.dtype),
+        text_mlp_dim=int(m.text_mlp_dim), text_frozen=bool(m.get("text_frozen", False)), dtype=jnp.dtype(m.dtype),
     )
 
 
