@@ -1,7 +1,8 @@
 """`handx quickstart [--out DIR]`: the whole pipeline once, small, on a laptop CPU.
 
-synthetic clips -> rules captions -> tokenizer -> a briefly trained evaluator and an XS
-diffusion model (plus an untrained twin as a baseline) -> samples -> replicated evaluation
+synthetic clips -> rules captions -> tokenizer -> a briefly trained evaluator, a second
+one whose frozen text tower is the diffusion text encoder, and an XS diffusion model (plus
+an untrained twin as a baseline) -> samples -> replicated evaluation
 -> a GIF -> `DIR/report.md` with the metrics table and every path it made.
 
 Budgeted for about 8 minutes on 2 CPU cores (the limit is 15). Every step depends on
@@ -33,6 +34,10 @@ class Settings:
     diffusion_steps: int = 400
     diffusion_batch: int = 32
     diffusion_lr: float = 5e-4
+    # Steps of a second contrastive text-motion model (evaluator config, another seed) whose
+    # text tower, frozen, is the diffusion model's text encoder; 0 = train that from scratch
+    # (at this budget it then collapses to one condition for all captions: docs/diffusion.md).
+    text_tower_steps: int = 400
     sample_steps: int = 20
     guidance: float = 2.5
     replications: int = 3
@@ -43,7 +48,7 @@ class Settings:
 
 
 TINY = Settings(num_train=96, num_test=40, evaluator_config="configs/evaluator.py:size=T", evaluator_steps=20,
-                evaluator_batch=16, diffusion_config="configs/diffusion.py:size=T", diffusion_steps=20,
+                evaluator_batch=16, text_tower_steps=20, diffusion_config="configs/diffusion.py:size=T", diffusion_steps=20,
                 diffusion_batch=8, sample_steps=4, replications=2, num_samples=32, mm_texts=2,
                 mm_generations=2, untrained_baseline=True)
 
@@ -119,7 +124,7 @@ def run_quickstart(out: str, settings: Settings) -> dict:
     os.makedirs(out, exist_ok=True)
     s = settings
     paths: dict[str, str] = {"out": out}
-    timer = StepTimer(total=8)
+    timer = StepTimer(total=9 if s.text_tower_steps > 0 else 8)
 
     with timer.step("synthetic data"):
         write_dataset = _require("handx_jax.data.synthetic", "write_dataset", "synthetic data")
@@ -156,18 +161,36 @@ def run_quickstart(out: str, settings: Settings) -> dict:
         train_evaluator(config, ev_dir, data)
         paths["evaluator"] = ev_dir
 
+    tower = None
+    if s.text_tower_steps > 0:
+        with timer.step("text tower training"):
+            # Separate from the scoring evaluator: conditioning on the evaluator's own text
+            # tower would inflate R-precision.
+            tower = _train_config(s.evaluator_config, data, s.text_tower_steps, s.evaluator_batch, s.seed + 1,
+                                  s.evaluator_lr)
+            paths["text_tower"] = os.path.join(out, "text_tower")
+            train_evaluator(tower, paths["text_tower"], data)
+
+    def diffusion_config(steps, lr):
+        config = _train_config(s.diffusion_config, data, steps, s.diffusion_batch, s.seed, lr)
+        if tower is not None:
+            for k in ("text_layers", "text_d_model", "text_mlp_dim", "text_heads", "text_max_len", "vocab_size"):
+                config.model[k] = tower.model[k]
+            config.model.text_init_from = paths["text_tower"]
+            config.model.text_frozen = True
+        return config
+
     with timer.step("diffusion training"):
         from handx_jax.train import loop
 
         _require("handx_jax.diffusion.task", "DiffusionTask", "diffusion training")
         run_dir = os.path.join(out, "diffusion")
-        loop.train(_train_config(s.diffusion_config, data, s.diffusion_steps, s.diffusion_batch, s.seed, s.diffusion_lr),
-                   run_dir)
+        loop.train(diffusion_config(s.diffusion_steps, s.diffusion_lr), run_dir)
         paths["diffusion"] = run_dir
         if s.untrained_baseline:
             # Same model, one step at learning rate 0: the initial weights as a baseline row.
             base_dir = os.path.join(out, "diffusion_untrained")
-            base = _train_config(s.diffusion_config, data, 1, s.diffusion_batch, s.seed, lr=0.0)
+            base = diffusion_config(1, 0.0)
             base.train.ema_decay = 0.0
             loop.train(base, base_dir)
             paths["diffusion_untrained"] = base_dir
@@ -228,7 +251,9 @@ def render_report(result: dict, paths: dict, times: dict, total: float, s: Setti
         "# handx quickstart report", "",
         f"Synthetic data ({s.num_train} train / {s.num_test} test clips) with rules captions; an evaluator "
         f"({s.evaluator_config}, {s.evaluator_steps} steps) and a diffusion model ({s.diffusion_config}, "
-        f"{s.diffusion_steps} steps, batch {s.diffusion_batch}); sampling with {s.sample_steps} DDIM steps, "
+        f"{s.diffusion_steps} steps, batch {s.diffusion_batch}"
+        + (f"; its text encoder is the frozen text tower of a second contrastive model, {s.text_tower_steps} steps, "
+           "not the scoring evaluator" if s.text_tower_steps > 0 else "") + f"); sampling with {s.sample_steps} DDIM steps, "
         f"guidance {s.guidance}. Each figure is the mean over {s.replications} replications ± the 95 % "
         f"interval; {result['meta']['num_samples']} test clips. These are smoke-test sizes: the numbers show "
         "the pipeline works, not what the models can do.", "",
