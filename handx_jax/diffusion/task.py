@@ -115,11 +115,7 @@ class DiffusionTask:
         c = self.config
         if diffusion_model.text_source(c) == "embeddings":
             return tokenizer_lib.LookupTextEmbeddings(str(c.model.text_embeddings_path))
-        path = tokenizer_lib.ensure_tokenizer(self.data_dir(), int(c.model.vocab_size))
-        size = tokenizer_lib.load_tokenizer(path).get_piece_size()
-        if size > int(c.model.vocab_size):
-            raise ValueError(f"{path} has {size} pieces but config.model.vocab_size is {c.model.vocab_size}; raise it")
-        return tokenizer_lib.TokenizeCaptions(path, int(c.model.text_max_len))
+        return tokenizer_lib.tokenize_transform(self.data_dir(), int(c.model.vocab_size), int(c.model.text_max_len))
 
     def train_inputs(self, *, batch_size, seed, shard_index=None, shard_count=None, split="train", **kwargs):
         """grain IterDataset of numeric batches (motion, mask, length, clip_index, text inputs)."""

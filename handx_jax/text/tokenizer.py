@@ -138,6 +138,15 @@ except Exception:  # pragma: no cover
     _MapTransform = object
 
 
+def tokenize_transform(data_dir: str, vocab_size: int, max_len: int) -> "TokenizeCaptions":
+    """The dataset's tokenizer (trained on first use) as a grain transform, checked against `vocab_size`."""
+    path = ensure_tokenizer(data_dir, vocab_size)
+    size = load_tokenizer(path).get_piece_size()
+    if size > vocab_size:
+        raise ValueError(f"{path} has {size} pieces but config.model.vocab_size is {vocab_size}; raise it")
+    return TokenizeCaptions(path, max_len)
+
+
 class TokenizeCaptions(_MapTransform):
     """grain MapTransform: captions -> fixed-length token ids and masks; strings removed.
 
