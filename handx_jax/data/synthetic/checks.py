@@ -60,14 +60,18 @@ def contact_distances(motion: np.ndarray) -> dict[str, np.ndarray]:
     return {"intra": intra, "tip_palm": tip_palm, "tip_tip": tip_tip, "palm_palm": palm_palm}
 
 
+# (measured kind, ground-truth mask key, contact threshold in metres) for every contact kind.
+CONTACT_KINDS = (("intra", "intra_contact", INTRA_CONTACT_M),
+                 ("tip_palm", "inter_contact", PALM_CONTACT_M),
+                 ("tip_tip", "inter_tip_contact", TIP_CONTACT_M),
+                 ("palm_palm", "palm_contact", PALM_PALM_CONTACT_M))
+
+
 def contact_reach(motion: np.ndarray, gt: dict) -> dict[str, tuple[int, int]]:
     """(reached, intended) frame counts per contact kind."""
     dist = contact_distances(motion)
     out = {}
-    for key, mask_key, thresh in (("intra", "intra_contact", INTRA_CONTACT_M),
-                                  ("tip_palm", "inter_contact", PALM_CONTACT_M),
-                                  ("tip_tip", "inter_tip_contact", TIP_CONTACT_M),
-                                  ("palm_palm", "palm_contact", PALM_PALM_CONTACT_M)):
+    for key, mask_key, thresh in CONTACT_KINDS:
         mask = np.asarray(gt[mask_key], bool)
         out[key] = (int((dist[key][mask] < thresh).sum()), int(mask.sum()))
     return out
@@ -82,10 +86,7 @@ def unintended_contacts(motion: np.ndarray, gt: dict, margin: int = 3) -> dict[s
 
     dist = contact_distances(motion)
     out = {}
-    for key, mask_key, thresh in (("intra", "intra_contact", INTRA_CONTACT_M),
-                                  ("tip_palm", "inter_contact", PALM_CONTACT_M),
-                                  ("tip_tip", "inter_tip_contact", TIP_CONTACT_M),
-                                  ("palm_palm", "palm_contact", PALM_PALM_CONTACT_M)):
+    for key, mask_key, thresh in CONTACT_KINDS:
         mask = np.asarray(gt[mask_key], bool)
         extra = (dist[key] < thresh) & ~mask
         window = np.ones((1, 2 * margin + 1) + (1,) * (mask.ndim - 2), bool)
