@@ -270,3 +270,11 @@ def find_split(data_dir: str | os.PathLike, split: str) -> str:
     raise FileNotFoundError(
         f"{os.fspath(data_dir)}: no {split!r} split; looked for "
         + ", ".join(os.path.basename(c) for c in candidates))
+
+
+def config_data_dir(config) -> str:
+    """`config.data.dir` of a task config; the trainer fills it in (synthetic data goes to <workdir>/data)."""
+    d = config.data.dir
+    if not d:
+        raise ValueError("config.data.dir is not set: the trainer resolves it (synthetic data goes to <workdir>/data)")
+    return str(d)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from handx_jax.data import store
 from handx_jax.diffusion import losses, schedule as schedule_lib
 from handx_jax.models import diffusion as diffusion_model
 from handx_jax.text import tokenizer as tokenizer_lib
@@ -105,10 +106,7 @@ class DiffusionTask:
         return losses.diffusion_losses(x0_hat, x0, mask, self.loss_weights)
 
     def data_dir(self) -> str:
-        d = self.config.data.dir
-        if not d:
-            raise ValueError("config.data.dir is not set: the trainer resolves it (synthetic data goes to <workdir>/data)")
-        return str(d)
+        return store.config_data_dir(self.config)
 
     def text_transform(self):
         """The grain MapTransform turning captions into numeric text inputs."""

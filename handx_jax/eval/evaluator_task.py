@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from handx_jax.data import store
 from handx_jax.models import evaluator as evaluator_model
 from handx_jax.text import tokenizer as tokenizer_lib
 
@@ -64,10 +65,7 @@ class EvaluatorTask:
         return evaluator_model.info_nce(text, motion, self.temperature)
 
     def data_dir(self) -> str:
-        d = self.config.data.dir
-        if not d:
-            raise ValueError("config.data.dir is not set: the trainer resolves it (synthetic data goes to <workdir>/data)")
-        return str(d)
+        return store.config_data_dir(self.config)
 
     def text_transform(self):
         c = self.config
