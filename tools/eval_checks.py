@@ -4,7 +4,8 @@
 
 Rows: ground-truth retrieval (R@1-3) with the evaluator, FID of held-out ground truth
 (train clips) and of Gaussian noise motions against the test clips, contact F1 of the
-ground truth against itself and against copies whose hands no longer share their timing,
+ground truth against itself and against copies whose hands no longer share their timing
+(every test clip, `--contact-seeds` random shuffles; `driver.contact_timing_checks`),
 and, for every `--model` run directory, R@3 and FID of its samples (e.g. a trained and an
 untrained diffusion model, as `handx quickstart` makes them).
 """
@@ -24,6 +25,7 @@ def main(argv=None) -> int:
     p.add_argument("--num-samples", type=int, default=None)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--contact-seeds", type=int, default=20, help="random hand shuffles for the contact checks")
     args = p.parse_args(argv)
 
     from handx_jax import jax_setup
@@ -37,7 +39,9 @@ def main(argv=None) -> int:
     gens = {f"model {w}": driver.diffusion_generator(w, args.steps, 2.5) for w in args.model}
     result = driver.evaluate(ev, gt, caps, gens, replications=args.replications, seed=args.seed,
                              mm_generations=0, heldout=(held, held_caps), progress=True)
-    checks = driver.sanity_checks(ev, gt, held, args.seed)
+    _, every_test_clip, _ = driver.load_split(args.data, "test", ev.seq_len, None, args.seed)
+    checks = driver.sanity_checks(ev, gt, held, args.seed, contact_motion=every_test_clip,
+                                  contact_seeds=args.contact_seeds)
     rows = result["rows"]
     gt_row = rows["ground truth"]
     lines = ["| check | value |", "|---|---|"]

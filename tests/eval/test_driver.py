@@ -136,3 +136,39 @@ def test_hand_shuffles_keep_each_hand_real():
     np.testing.assert_allclose(np.sort(perm[:, :, 1], axis=1), np.sort(motion[:, :, 1], axis=1))
     noise = driver.gaussian_noise_like(motion, seed=0)
     assert noise.shape == motion.shape and not np.allclose(noise, motion)
+
+
+def test_contact_timing_checks_on_synthetic_clips():
+    """The must-show of the contact metric on the generator's clips: F1 of the ground truth
+    against itself is 1, and below 0.5 once the two hands' timelines are shuffled across clips."""
+    from handx_jax.data import synthetic
+
+    motion = np.concatenate([c["motion"] for c in synthetic.generate(128, "test", seed=0)])
+    out = driver.contact_timing_checks(motion, seeds=5, seed=0)
+    assert out["contact_clips"] == 128 and out["contact_seeds"] == 5
+    assert out["contact_positives_inter"] >= 8 and out["contact_positives_intra"] >= 8
+    assert out["C_F1_intra_self"] == 1.0 and out["C_F1_inter_self"] == 1.0
+    assert out["C_F1_inter_hands_mismatched"] < 0.5
+    assert out["C_F1_inter_hands_mismatched_max"] < 1.0
+    assert 0.0 <= out["C_F1_inter_hands_mismatched_ci95"] < 0.25
+    # Intra-hand labels are per hand and per clip: reordering one hand's frames cannot change them.
+    assert out["C_F1_intra_right_frames_permuted"] == 1.0
+
+
+def test_contact_timing_checks_known_answer():
+    """Clip 0 touches the other palm, clip 1 does not: after the derangement clip 0's left
+    tip meets clip 1's right hand (contact lost) and clip 1 gains nothing, so F1 is 0."""
+    from handx_jax.hand import geometry
+
+    motion = np.zeros((2, 4, 2, 21, 3))
+    motion[:, :, 0] = np.linspace(0.0, 0.1, 21)[:, None] * np.array([1.0, 0.3, 0.2])
+    motion[:, :, 1] = motion[:, :, 0] + np.array([0.5, 0.0, 0.0])  # right hand 50 cm away
+    motion[1, :, 1] += np.array([0.5, 0.0, 0.0])  # clip 1's right hand further still
+    palm = geometry.palm_points(motion[0, :, 1])  # (T, 100, 3)
+    motion[0, :, 0, 17] = palm[:, 40]  # left index tip on the right palm in clip 0
+    out = driver.contact_timing_checks(motion, seeds=3)
+    assert out["contact_positives_inter"] == 1 and out["C_F1_inter_self"] == 1.0
+    assert out["C_F1_inter_hands_mismatched"] == 0.0 and out["C_F1_inter_hands_mismatched_max"] == 0.0
+    assert out["C_F1_inter_right_frames_permuted"] == 1.0  # the contact lasts every frame
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        driver.contact_timing_checks(motion[:1])

@@ -40,3 +40,25 @@ def test_register_offers_out_and_tiny():
     quickstart.register(parser.add_subparsers())
     args = parser.parse_args(["quickstart", "--out", "somewhere", "--tiny"])
     assert args.out == "somewhere" and args.tiny and args.func is quickstart.run
+
+
+def test_tiny_quickstart_end_to_end(tmp_path):
+    """The README's first command, at --tiny sizes: every step runs and leaves its files."""
+    import json
+    import os
+
+    summary = quickstart.run_quickstart(str(tmp_path / "qs"), quickstart.TINY)
+    paths = summary["paths"]
+    for name in ("report", "gif", "samples", "metrics", "table"):
+        assert os.path.isfile(paths[name]), name
+    rows = summary["result"]["rows"]
+    assert list(rows)[0] == "ground truth" and len(rows) == 4  # gt, held-out, trained, untrained
+    assert rows["ground truth"]["C_F1_inter"]["mean"] == 1.0
+    sanity = summary["result"]["sanity"]
+    assert sanity["contact_clips"] == quickstart.TINY.num_test and sanity["C_F1_intra_self"] == 1.0
+    assert sanity["FID_noise"] > sanity["FID_heldout_gt"]
+    written = json.load(open(os.path.join(tmp_path, "qs", "quickstart.json")))
+    assert set(written["seconds"]) >= {"evaluation", "GIF"} and written["total_seconds"] > 0
+    with open(paths["report"]) as f:
+        text = f.read()
+    assert "| ground truth |" in text and paths["gif"] in text
