@@ -89,33 +89,51 @@ def text_batch_for(task, texts: Sequence[Sequence[str]]) -> dict:
     return tokenizer_lib.encode_triples(processor, texts, int(config.model.text_max_len))
 
 
+class WorkdirSampler:
+    """A diffusion run's (EMA) parameters, task and statistics, restored once and reused by
+    every call (an evaluation samples each replication with the same weights)."""
+
+    def __init__(self, workdir: str, *, step: int | None = None, ema: bool = True):
+        from handx_jax.diffusion.task import DiffusionTask
+        from handx_jax.train.checkpoint import restore_params
+
+        self.workdir = workdir
+        self.config, self.params, self.step = restore_params(workdir, step=step, ema=ema)
+        if not self.config.data.get("dir"):
+            self.config.data.dir = os.path.join(workdir, "data")
+        self.task = DiffusionTask(self.config)
+        self.stats = load_stats(self.config)
+
+    def __call__(self, texts: Sequence[Sequence[str]], *, num_per_text: int = 1, steps: int = 50,
+                 guidance: float = 2.5, seed: int = 0, method: str = "ddim", batch_size: int = 64,
+                 progress: bool = False) -> np.ndarray:
+        """Motion (N * num_per_text, T, 2, 21, 3) in metres for `texts` = [(left, right, relation), ...]."""
+        if not texts:
+            raise ValueError(f"sampling {self.workdir}: no texts given")
+        text = text_batch_for(self.task, texts)
+        total = len(texts) * num_per_text
+        # Expand prompts up front, then sample in fixed-size chunks (one compiled shape).
+        text = {k: np.repeat(v, num_per_text, axis=0) for k, v in text.items()}
+        chunk = max(1, min(int(batch_size), total))
+        out = []
+        key = jax.random.key(seed)
+        for start in tqdm(range(0, total, chunk), disable=not progress, desc="sampling"):
+            part = {k: v[start:start + chunk] for k, v in text.items()}
+            real = next(iter(part.values())).shape[0]
+            if real < chunk:  # pad the last chunk to the compiled batch size
+                part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - real, axis=0)]) for k, v in part.items()}
+            key, sub = jax.random.split(key)
+            feats = sample(self.task, self.params, part, steps=steps, guidance=guidance, method=method, rng=sub)
+            out.append(np.asarray(feats)[:real])
+        return features_to_joints(np.concatenate(out), self.stats, str(self.config.data.representation))
+
+
 def sample_from_workdir(workdir: str, texts: Sequence[Sequence[str]], *, num_per_text: int = 1, steps: int = 50,
                         guidance: float = 2.5, seed: int = 0, method: str = "ddim", batch_size: int = 64,
                         step: int | None = None, ema: bool = True, progress: bool = False) -> np.ndarray:
     """Motion (N * num_per_text, T, 2, 21, 3) in metres for `texts` = [(left, right, relation), ...]."""
-    from handx_jax.diffusion.task import DiffusionTask
-    from handx_jax.train.checkpoint import restore_params
-
     if not texts:
         raise ValueError("sample_from_workdir: no texts given")
-    config, params, _ = restore_params(workdir, step=step, ema=ema)
-    if not config.data.get("dir"):
-        config.data.dir = os.path.join(workdir, "data")
-    task = DiffusionTask(config)
-    text = text_batch_for(task, texts)
-    stats = load_stats(config)
-    total = len(texts) * num_per_text
-    # Expand prompts up front, then sample in fixed-size chunks (one compiled shape).
-    text = {k: np.repeat(v, num_per_text, axis=0) for k, v in text.items()}
-    chunk = max(1, min(int(batch_size), total))
-    out = []
-    key = jax.random.key(seed)
-    for start in tqdm(range(0, total, chunk), disable=not progress, desc="sampling"):
-        part = {k: v[start:start + chunk] for k, v in text.items()}
-        real = next(iter(part.values())).shape[0]
-        if real < chunk:  # pad the last chunk to the compiled batch size
-            part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - real, axis=0)]) for k, v in part.items()}
-        key, sub = jax.random.split(key)
-        feats = sample(task, params, part, steps=steps, guidance=guidance, method=method, rng=sub)
-        out.append(np.asarray(feats)[:real])
-    return features_to_joints(np.concatenate(out), stats, str(config.data.representation))
+    return WorkdirSampler(workdir, step=step, ema=ema)(
+        list(texts), num_per_text=num_per_text, steps=steps, guidance=guidance, seed=seed, method=method,
+        batch_size=batch_size, progress=progress)

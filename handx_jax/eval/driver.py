@@ -187,9 +187,13 @@ def diffusion_generator(workdir: str, steps: int, guidance: float, method: str =
     """`generate` backed by the diffusion run in `workdir` (its newest checkpoint)."""
     from handx_jax.diffusion import sampling
 
+    loaded: list = []  # the run is restored on the first call, then reused
+
     def generate(texts, num_per_text, seed):
-        return sampling.sample_from_workdir(workdir, list(texts), num_per_text=num_per_text, steps=steps,
-                                            guidance=guidance, seed=seed, method=method)
+        if not loaded:
+            loaded.append(sampling.WorkdirSampler(workdir))
+        return loaded[0](list(texts), num_per_text=num_per_text, steps=steps, guidance=guidance, seed=seed,
+                         method=method)
 
     return generate
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from typing import Any
 
@@ -22,13 +23,28 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
+class _ReadOnlyNotices(logging.Filter):
+    """Drops orbax's warnings that a read-only manager is read-only: restoring for sampling
+    or evaluation asks for exactly that, once per checkpoint read."""
+
+    PREFIXES = ("Given directory is read only", "CheckpointManagerOptions.read_only=True")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.PREFIXES)
+
+
+_READ_ONLY_FILTER = _ReadOnlyNotices()
+
+
 def make_manager(workdir: str, keep: int | None = 3, async_save: bool = True,
                  read_only: bool = False) -> ocp.CheckpointManager:
     """CheckpointManager over `<workdir>/checkpoints` keeping the newest `keep` steps."""
+    if read_only:
+        logging.getLogger("absl").addFilter(_READ_ONLY_FILTER)  # a no-op when already added
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=(int(keep) if keep else None), create=not read_only,
+        max_to_keep=(int(keep) if keep and not read_only else None), create=not read_only,
         enable_async_checkpointing=async_save, read_only=read_only,
-        cleanup_tmp_directories=not read_only)
+        cleanup_tmp_directories=not read_only, save_interval_steps=0 if read_only else 1)
     handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
                 "config": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_handlers=handlers)

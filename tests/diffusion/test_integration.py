@@ -89,3 +89,23 @@ def test_sample_and_render_commands(run, tmp_path):
     with open(gif, "rb") as f:
         assert f.read(6) in (b"GIF89a", b"GIF87a")
     assert cli.main(["render", out, "--out", gif, "--clip", "nope"]) == 2
+
+
+def test_workdir_sampler_restores_once_and_matches(run, monkeypatch):
+    from handx_jax.diffusion import sampling
+    from handx_jax.eval import driver
+    from handx_jax.train import checkpoint
+
+    workdir, _ = run
+    prompts = [(checks.LEFT[0], checks.RIGHT[1], checks.RELATION[0])] * 3
+    expected = sampling.sample_from_workdir(workdir, prompts, steps=8, seed=4)
+    restores = []
+    real_restore = checkpoint.restore_params
+    monkeypatch.setattr(checkpoint, "restore_params", lambda *a, **k: restores.append(a) or real_restore(*a, **k))
+    generate = driver.diffusion_generator(workdir, steps=8, guidance=2.5)
+    first, second = generate(prompts, 1, 4), generate(prompts, 1, 5)
+    assert len(restores) == 1  # the run is restored once for every later call
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+    assert not np.allclose(first, second)  # another seed, other samples
+    with pytest.raises(ValueError, match="no texts given"):
+        sampling.WorkdirSampler(workdir)([])
