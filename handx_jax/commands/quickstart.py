@@ -55,7 +55,7 @@ TINY = Settings(num_train=96, num_test=40, evaluator_config="configs/evaluator.p
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("quickstart", help="run the whole pipeline small (about 8 minutes on 2 cores)",
+    p = subparsers.add_parser("quickstart", help="run the whole pipeline small (about 6 minutes on 2 cores)",
                               description=__doc__.splitlines()[0])
     p.add_argument("--out", default="quickstart", help="output directory (default ./quickstart)")
     p.add_argument("--seed", type=int, default=0)
