@@ -46,12 +46,12 @@ class FakeLLM:
                 with owner.lock:
                     owner.in_flight += 1
                     owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                self.counted = True
                 try:
                     time.sleep(owner.delay)
                     owner._handle(self, body)
                 finally:
-                    with owner.lock:
-                        owner.in_flight -= 1
+                    owner._done(self)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -66,7 +66,17 @@ class FakeLLM:
         self.server.shutdown()
         self.server.server_close()
 
+    def _done(self, handler):
+        """The request stops counting as in flight before its answer goes out: once the
+        client reads the answer it may send its next request at once, and that one must
+        not overlap this one in the count."""
+        with self.lock:
+            if getattr(handler, "counted", False):
+                handler.counted = False
+                self.in_flight -= 1
+
     def _send(self, handler, code, payload: bytes):
+        self._done(handler)
         handler.send_response(code)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(payload)))
@@ -94,6 +104,7 @@ class FakeLLM:
             time.sleep(self.slow_seconds)
             step = "ok"
         if step == "truncated":
+            self._done(handler)
             handler.send_response(200)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", "1000")
