@@ -97,6 +97,12 @@ def test_restore_params_ema_and_errors(run_8dev, tmp_path):
     _, raw, _ = checkpoint.restore_params(str(run_8dev), step=3, ema=False)
     assert step == 3 and cfg.train.steps == 3
     assert any(not np.array_equal(a, b) for a, b in zip(_leaves(ema), _leaves(raw)))
+    # The partial read gives exactly the weights of the whole train state.
+    full, _, _ = _restore_state(run_8dev, data=8, fsdp=1, tensor=1)
+    for got, want in ((ema, full.ema_params), (raw, full.params)):
+        assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+        for x, y in zip(_leaves(got), _leaves(want)):
+            np.testing.assert_array_equal(x, y)
     with pytest.raises(FileNotFoundError, match="step 7 not in"):
         checkpoint.restore_params(str(run_8dev), step=7)
     with pytest.raises(FileNotFoundError, match="no checkpoints"):
