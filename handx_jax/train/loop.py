@@ -133,16 +133,31 @@ class Trainer:
 
 
 class _StopFlag:
-    """SIGTERM sets it; the loop saves a checkpoint and returns at the next step."""
+    """Whether to save a checkpoint and return before the next step.
+
+    One process: our SIGTERM handler sets it. Several processes: they must stop at the same
+    step or the next collective hangs, so JAX's preemption sync (the distributed runtime
+    catches SIGTERM on any process and the processes agree on a step) decides, and our
+    handler stays out of its way.
+    """
 
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._multi = jax.process_count() > 1
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if not self._multi and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
+
+    def stop_before(self, step: int) -> bool:
+        """Call once per step, with increasing `step`, on every process."""
+        if self._multi:
+            from jax.experimental import multihost_utils
+
+            self.requested = self.requested or multihost_utils.reached_preemption_sync_point(int(step))
+        return self.requested
 
     def _handle(self, signum, frame):
         self.requested = True
@@ -226,7 +241,7 @@ def train(config: Any, workdir: str, *, devices=None) -> dict:
                 batch, batch_state = next_batch()
             pending = None
             while step < total:
-                if stop.requested:
+                if stop.stop_before(step):
                     preempted = True
                     break
                 key = jax.device_put(jax.random.fold_in(base_rng, step), trainer.replicated)
