@@ -25,6 +25,10 @@ def register(subparsers) -> None:
     s.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     s.add_argument("--no-ema", action="store_true", help="use the raw rather than the EMA parameters")
     s.add_argument("--out", required=True, help="output .npz (HandX release format)")
+    s.add_argument("--stages", action="store_true",
+                   help="long horizon: the prompts (one per --prompts line) are consecutive stages of one motion")
+    s.add_argument("--context", type=int, default=10,
+                   help="with --stages: frames of the previous stage each stage continues from (default 10)")
     s.set_defaults(func=run_sample)
 
     r = subparsers.add_parser("render", help="draw both hands' skeletons of a clip as a GIF",
@@ -71,6 +75,8 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.num < 1 or args.steps < 1:
         print("error: --num and --steps must be >= 1", file=sys.stderr)
         return 2
+    if args.stages:
+        return _run_long_horizon(args, prompts)
     motion = sample_from_workdir(
         args.workdir, prompts, num_per_text=args.num, steps=args.steps, guidance=args.guidance,
         seed=args.seed, method=args.method, batch_size=args.batch_size, step=args.step,
@@ -86,6 +92,30 @@ def run_sample(args: argparse.Namespace) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_handx(args.out, clips)
     print(f"wrote {len(clips)} clips of shape {tuple(motion.shape[1:])} to {args.out}")
+    return 0
+
+
+def _run_long_horizon(args: argparse.Namespace, stages: list[tuple[str, str, str]]) -> int:
+    """`--stages`: the prompts are consecutive stages of one long motion per sample."""
+    from handx_jax.data.handx_format import save_handx
+    from handx_jax.diffusion.sampling import WorkdirSampler
+
+    sampler = WorkdirSampler(args.workdir, step=args.step, ema=not args.no_ema)
+    seq_len = int(sampler.config.data.seq_len)
+    if not 0 < args.context < seq_len:
+        print(f"error: --context must be between 1 and {seq_len - 1} (the model's window is {seq_len} frames)",
+              file=sys.stderr)
+        return 2
+    motion = sampler.long_horizon(stages, num=args.num, context=args.context, steps=args.steps,
+                                  guidance=args.guidance, seed=args.seed, method=args.method)
+    clips = {f"long_{j:03d}": {"motion": motion[j], "left_annotation": [" / ".join(s[0] for s in stages)],
+                               "right_annotation": [" / ".join(s[1] for s in stages)],
+                               "interaction_annotation": [" / ".join(s[2] for s in stages)]}
+             for j in range(args.num)}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    save_handx(args.out, clips)
+    print(f"wrote {len(clips)} long clips of {motion.shape[1]} frames ({len(stages)} stages, "
+          f"{args.context}-frame overlap) to {args.out}")
     return 0
 
 

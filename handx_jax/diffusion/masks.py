@@ -3,7 +3,8 @@
 A constraint is `(values, weight)`, both (B, T, F) in the model's normalised feature
 space; at every sampling step the x0 prediction becomes `w * values + (1 - w) * x0`
 (`samplers.apply_constraint`). Builders here give the weights for: in-betweening (first
-and last frames), sparse keyframes, hand reaction (one hand given) and wrist trajectory.
+and last frames), a given prefix (long-horizon stages), sparse keyframes, hand reaction
+(one hand given) and wrist trajectory.
 Around a constrained frame the weight falls from `peak` (0.85) to `floor` (0.10) over
 `width` (5) frames, which lets the generated part blend in; constrained frames
 themselves get weight 1 when `hard=True` so they are reproduced exactly.
@@ -50,6 +51,15 @@ def inbetween_weight(batch: int, frames: int, dim: int, context: int = 5, **kw) 
     mask = np.zeros(frames, bool)
     mask[:context] = True
     mask[frames - context:] = True
+    return _broadcast(frame_weights(mask, **kw), np.ones(dim, np.float32), batch)
+
+
+def prefix_weight(batch: int, frames: int, dim: int, context: int = 10, **kw) -> np.ndarray:
+    """First `context` frames given (the previous stage's end in long-horizon generation)."""
+    if not 0 < context < frames:
+        raise ValueError(f"context must be between 1 and {frames - 1} frames, got {context}")
+    mask = np.zeros(frames, bool)
+    mask[:context] = True
     return _broadcast(frame_weights(mask, **kw), np.ones(dim, np.float32), batch)
 
 

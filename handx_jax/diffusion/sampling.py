@@ -128,6 +128,20 @@ class WorkdirSampler:
         return features_to_joints(np.concatenate(out), self.stats, str(self.config.data.representation))
 
 
+    def long_horizon(self, stages: Sequence[Sequence[str]], *, num: int = 1, context: int = 10, steps: int = 50,
+                     guidance: float = 2.5, seed: int = 0, method: str = "ddim") -> np.ndarray:
+        """Motion (num, T + (K - 1)(T - context), 2, 21, 3): one (left, right, relation) per
+        stage, each stage continuing from the previous one's last `context` frames."""
+        from handx_jax.diffusion import long_horizon
+
+        if not stages:
+            raise ValueError(f"sampling {self.workdir}: no stages given")
+        texts = [text_batch_for(self.task, [triple]) for triple in stages]
+        feats = long_horizon.sample_stages(self.task, self.params, texts, num=num, context=context, steps=steps,
+                                           guidance=guidance, method=method, seed=seed)
+        return features_to_joints(feats, self.stats, str(self.config.data.representation))
+
+
 def sample_from_workdir(workdir: str, texts: Sequence[Sequence[str]], *, num_per_text: int = 1, steps: int = 50,
                         guidance: float = 2.5, seed: int = 0, method: str = "ddim", batch_size: int = 64,
                         step: int | None = None, ema: bool = True, progress: bool = False) -> np.ndarray:

@@ -109,3 +109,48 @@ def test_workdir_sampler_restores_once_and_matches(run, monkeypatch):
     assert not np.allclose(first, second)  # another seed, other samples
     with pytest.raises(ValueError, match="no texts given"):
         sampling.WorkdirSampler(workdir)([])
+
+
+def test_long_horizon_stages_join_smoothly(run):
+    """Three stages of 60 frames with a 10-frame context make 160 frames whose seams move
+    like the frames inside a stage, unlike two independent samples put end to end."""
+    from handx_jax.diffusion import sampling
+
+    workdir, _ = run
+    sampler = sampling.WorkdirSampler(workdir)
+    stages = [(checks.LEFT[a], checks.RIGHT[b], checks.RELATION[c]) for a, b, c in checks.COMBOS[:3]]
+    motion = sampler.long_horizon(stages, num=4, context=10, steps=20, seed=0)
+    assert motion.shape == (4, 60 + 2 * 50, 2, 21, 3) and np.isfinite(motion).all()
+    step = np.linalg.norm(np.diff(motion, axis=1), axis=-1).mean(axis=(2, 3))  # (4, 159) metres per frame
+    seams = step[:, [59, 109]]  # last frame of a stage -> first new frame of the next
+    inside = np.concatenate([step[:, 5:53], step[:, 65:103]], axis=1)
+    independent = sampler(stages[:2], num_per_text=4, steps=20, seed=0)
+    jump = np.linalg.norm(independent[4:, 10] - independent[:4, -1], axis=-1).mean(axis=(1, 2))
+    assert seams.max() < 2.0 * inside.max(), (seams, inside.max())
+    assert seams.mean() < 0.1 * jump.mean(), (seams.mean(), jump.mean())
+    again = sampler.long_horizon(stages, num=4, context=10, steps=20, seed=0)
+    np.testing.assert_array_equal(motion, again)
+    with pytest.raises(ValueError, match="context must be between 1 and 59"):
+        sampler.long_horizon(stages, context=60)
+
+
+def test_long_horizon_command(run, tmp_path):
+    import json
+
+    from handx_jax import cli
+    from handx_jax.data import handx_format
+
+    workdir, _ = run
+    prompts = tmp_path / "stages.jsonl"
+    prompts.write_text("".join(json.dumps({"left": checks.LEFT[a], "right": checks.RIGHT[b],
+                                           "relation": checks.RELATION[c]}) + "\n"
+                               for a, b, c in checks.COMBOS[:2]))
+    out = str(tmp_path / "long.npz")
+    assert cli.main(["sample", "--workdir", workdir, "--prompts", str(prompts), "--stages", "--num", "2",
+                     "--steps", "5", "--context", "20", "--out", out]) == 0
+    clips = handx_format.load_handx(out)
+    assert sorted(clips) == ["long_000", "long_001"]
+    assert clips["long_000"]["motion"].shape == (60 + 40, 2, 21, 3)
+    assert clips["long_000"]["left_annotation"] == [f"{checks.LEFT[checks.COMBOS[0][0]]} / {checks.LEFT[checks.COMBOS[1][0]]}"]
+    assert cli.main(["sample", "--workdir", workdir, "--prompts", str(prompts), "--stages",
+                     "--context", "0", "--out", out]) == 2
