@@ -44,6 +44,14 @@ def _finish(procs, timeout=240):
         assert p.returncode == 0, err[-3000:]
 
 
+def _wait_for_checkpoint(procs, workdir, step, timeout=240):
+    deadline = time.time() + timeout
+    while step not in sp.finished_steps(workdir):
+        assert all(p.poll() is None for p in procs), "a process ended before the checkpoint"
+        assert time.time() < deadline, f"no checkpoint {step} appeared"
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("two_processes")
@@ -53,11 +61,7 @@ def uninterrupted(tmp_path_factory):
 
 def test_two_processes_kill_then_resume_is_bitwise_identical(uninterrupted, tmp_path):
     procs = _start(tmp_path, SLOW)
-    deadline = time.time() + 240
-    while 10 not in sp.finished_steps(tmp_path):
-        assert all(p.poll() is None for p in procs), "a process ended before the first checkpoint"
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
+    _wait_for_checkpoint(procs, tmp_path, 10)
     for p in procs:
         p.send_signal(signal.SIGKILL)
         p.communicate(timeout=60)
@@ -82,11 +86,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step_then_resumes_exactly(unin
     import json
 
     procs = _start(tmp_path, SLOW)
-    deadline = time.time() + 240
-    while 10 not in sp.finished_steps(tmp_path):
-        assert all(p.poll() is None for p in procs), "a process ended before the first checkpoint"
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
+    _wait_for_checkpoint(procs, tmp_path, 10)
     procs[1].send_signal(signal.SIGTERM)
     finals = []
     for p in procs:
