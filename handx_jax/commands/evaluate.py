@@ -26,6 +26,8 @@ def register(subparsers) -> None:
     e.add_argument("--split", default="test", help="split to evaluate on (default test)")
     e.add_argument("--data", default=None, help="dataset directory (default: the run's config data.dir)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--step", type=int, default=None,
+                   help="checkpoint step to evaluate (default: the newest; an earlier one writes eval/step_<N>/)")
     e.set_defaults(func=run_evaluate)
 
     ev = subparsers.add_parser("evaluator", help="train the contrastive text-motion evaluator",
@@ -56,12 +58,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result = driver.evaluate_run(
             args.workdir, args.evaluator, num_samples=args.num_samples, replications=args.replications,
             steps=args.steps, guidance=args.guidance, seed=args.seed, split=args.split,
-            mm_texts=args.mm_texts, mm_generations=args.mm_generations, data_dir=args.data)
+            mm_texts=args.mm_texts, mm_generations=args.mm_generations, data_dir=args.data, step=args.step)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(report.markdown_table(result))
-    print(f"wrote {os.path.join(os.path.abspath(args.workdir), 'eval', 'metrics.json')}")
+    paths = result["paths"]
+    print(f"wrote {paths['metrics']}, {paths['table']} and a line of {paths['log']}")
     return 0
 
 

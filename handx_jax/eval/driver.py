@@ -7,7 +7,7 @@ themselves. MultiModality uses `mm_texts` texts with `mm_generations` generation
 Every figure is reported as mean ± 1.96 std / sqrt(R) (DESIGN section 8).
 
 `evaluate_run` is the `handx evaluate` entry: it writes `W/eval/metrics.json`,
-`W/eval/table.md` and appends `eval/<metric>` keys with the checkpoint step to
+`W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and appends `eval/<metric>` keys with the checkpoint step to
 `W/metrics.jsonl`.
 """
 
@@ -183,15 +183,16 @@ def load_split(data_dir: str, split: str, seq_len: int, num: int | None, seed: i
     return names, motion, captions
 
 
-def diffusion_generator(workdir: str, steps: int, guidance: float, method: str = "ddim") -> GenerateFn:
-    """`generate` backed by the diffusion run in `workdir` (its newest checkpoint)."""
+def diffusion_generator(workdir: str, steps: int, guidance: float, method: str = "ddim",
+                        step: int | None = None) -> GenerateFn:
+    """`generate` backed by the diffusion run in `workdir` (checkpoint `step`, default the newest)."""
     from handx_jax.diffusion import sampling
 
     loaded: list = []  # the run is restored on the first call, then reused
 
     def generate(texts, num_per_text, seed):
         if not loaded:
-            loaded.append(sampling.WorkdirSampler(workdir))
+            loaded.append(sampling.WorkdirSampler(workdir, step=step))
         return loaded[0](list(texts), num_per_text=num_per_text, steps=steps, guidance=guidance, seed=seed,
                          method=method)
 
@@ -201,17 +202,25 @@ def diffusion_generator(workdir: str, steps: int, guidance: float, method: str =
 def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = None, replications: int = 20,
                  steps: int = 50, guidance: float = 2.5, seed: int = 0, split: str = "test",
                  mm_texts: int = 100, mm_generations: int = 30, data_dir: str | None = None,
-                 heldout: bool = True, write: bool = True, progress: bool = True) -> dict:
-    """`handx evaluate`: evaluate the newest checkpoint of `workdir` with the evaluator in
-    `evaluator_dir`; write `W/eval/metrics.json`, `W/eval/table.md`, append to metrics.jsonl."""
+                 heldout: bool = True, write: bool = True, progress: bool = True, step: int | None = None) -> dict:
+    """`handx evaluate`: evaluate checkpoint `step` (default the newest) of `workdir` with the
+    evaluator in `evaluator_dir`; write `W/eval/metrics.json` and `W/eval/table.md` (under
+    `W/eval/step_<N>/` for an earlier checkpoint) and append to metrics.jsonl."""
     from handx_jax.eval.evaluator import load_evaluator
+    from handx_jax.train import checkpoint
 
     workdir = os.path.abspath(workdir)
     config = run_config(workdir)
     data_dir = data_dir or (config.get("data") or {}).get("dir")
     if not data_dir:
         raise ValueError(f"{workdir}/config.json has no data.dir; pass --data DIR")
-    step = latest_step(workdir)
+    newest = latest_step(workdir)
+    if step is None:
+        step = newest
+    elif int(step) not in checkpoint.all_steps(workdir):
+        raise FileNotFoundError(f"checkpoint step {step} not in {checkpoint.checkpoint_dir(workdir)}; "
+                                f"have {checkpoint.all_steps(workdir)}")
+    step = int(step)
     evaluator = load_evaluator(evaluator_dir)
     _, gt_motion, captions = load_split(data_dir, split, evaluator.seq_len, num_samples, seed)
     held = None
@@ -219,20 +228,21 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
         _, held_motion, held_captions = load_split(data_dir, "train", evaluator.seq_len, len(gt_motion), seed + 1)
         if len(held_motion) >= 32:
             held = (held_motion, held_captions)
-    generate = diffusion_generator(workdir, steps, guidance)
+    generate = diffusion_generator(workdir, steps, guidance, step=step)
     name = f"{config.get('family', 'model')} {config.get('size', '?')}, step {step}"
     result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
                       seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress)
     result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
                            "sample_steps": steps, "guidance": guidance, "model_row": name})
     if write:
-        write_outputs(workdir, result, name, step)
+        result["paths"] = write_outputs(workdir, result, name, step, subdir=None if step == newest else f"step_{step}")
     return result
 
 
-def write_outputs(workdir: str, result: dict, row: str, step: int) -> dict:
-    """metrics.json and table.md under W/eval; the row's eval/<metric> line into metrics.jsonl."""
-    out_dir = os.path.join(workdir, "eval")
+def write_outputs(workdir: str, result: dict, row: str, step: int, subdir: str | None = None) -> dict:
+    """metrics.json and table.md under W/eval (or W/eval/<subdir>); the row's eval/<metric>
+    line, with `step`, into metrics.jsonl."""
+    out_dir = os.path.join(workdir, "eval", *([subdir] if subdir else []))
     os.makedirs(out_dir, exist_ok=True)
     paths = {"metrics": os.path.join(out_dir, "metrics.json"), "table": os.path.join(out_dir, "table.md")}
     report.write_json(paths["metrics"], result)

@@ -51,11 +51,17 @@ class Run:
         return self.size if ratio is None or ratio >= 1.0 else f"{self.size} {ratio:g}"
 
     def last(self, key: str):
-        """The last logged value of `key`, or None when it was never logged."""
-        for record in reversed(self.records):
+        """The value of `key` at the highest step that logged it (the later line among equal
+        steps), or None when it was never logged: evaluating an earlier checkpoint after the
+        final one does not move the run's point."""
+        best, best_step = None, None
+        for record in self.records:
             if key in record and record[key] is not None:
-                return record[key]
-        return None
+                step = record.get("step")
+                step = float("-inf") if step is None else step
+                if best_step is None or step >= best_step:
+                    best, best_step = record[key], step
+        return best
 
     def metric(self, key: str) -> float | None:
         for candidate in (key if key.startswith("eval/") else f"eval/{key}", key):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -112,6 +113,11 @@ def test_outputs_table_and_log(tmp_path):
     assert lines[-1]["step"] == 5 and lines[-1]["eval/R@3"] == 1.0
     assert {"eval/FID", "eval/C_F1_intra", "eval/C_F1_inter", "eval/Jitter"} <= set(lines[-1])
     assert all(math.isfinite(v) for k, v in lines[-1].items() if k.startswith("eval/"))
+    # An earlier checkpoint gets its own folder and leaves the newest's files alone.
+    earlier = driver.write_outputs(str(tmp_path), result, "m step 5", 3, subdir="step_3")
+    assert earlier["metrics"] == str(tmp_path / "eval" / "step_3" / "metrics.json")
+    assert os.path.isfile(earlier["table"]) and json.load(open(paths["metrics"])) == saved
+    assert json.loads(open(tmp_path / "metrics.jsonl").read().splitlines()[-1])["step"] == 3
 
 
 def test_clip_arrays_names_bad_clips():

@@ -62,3 +62,17 @@ def test_tiny_quickstart_end_to_end(tmp_path):
     with open(paths["report"]) as f:
         text = f.read()
     assert "| ground truth |" in text and paths["gif"] in text
+
+    # `handx evaluate` on the run the quickstart trained, at a named checkpoint.
+    from handx_jax import cli
+    from handx_jax.train import metrics_log
+
+    run_dir, ev_dir = paths["diffusion"], paths["evaluator"]
+    step = max(json.loads(line)["step"] for line in open(os.path.join(run_dir, "metrics.jsonl")))
+    common = ["evaluate", "--workdir", run_dir, "--evaluator", ev_dir, "--replications", "2", "--steps", "2",
+              "--num-samples", "32", "--mm-generations", "0"]
+    assert cli.main(common + ["--step", str(step)]) == 0
+    evals = [r for r in metrics_log.read_metrics(run_dir) if "eval/R@3" in r]
+    assert evals[-1]["step"] == step and 0.0 <= evals[-1]["eval/R@3"] <= 1.0
+    assert cli.main(common + ["--step", str(step + 1)]) == 1  # no such checkpoint: named, nothing written
+    assert len([r for r in metrics_log.read_metrics(run_dir) if "eval/R@3" in r]) == len(evals)

@@ -97,3 +97,16 @@ def test_runs_reader_tolerates_a_cut_last_line_and_names_bad_files(tmp_path):
         assert "metrics.jsonl: line 4" in str(err)
     else:
         raise AssertionError("a corrupt line inside the log must be an error")
+
+
+def test_runs_reader_takes_the_highest_step_not_the_last_line(tmp_path):
+    """Evaluating an earlier checkpoint after the final one appends an older eval line; the
+    run's scaling point must stay at its final step."""
+    path = runs_lib.write_synthetic_run(str(tmp_path / "r"), size="S", params=1e6, flops=1e12,
+                                        samples=1e4, metrics={"R@3": 0.3, "FID": 1.0})
+    with open(os.path.join(path, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps({"step": 1, "eval/R@3": 0.1}) + "\n")  # checkpoint 1, evaluated later
+        f.write(json.dumps({"step": 2, "eval/FID": 0.9}) + "\n")  # step 2 evaluated again
+    run = runs_lib.load_run(path)
+    assert run.metric("R@3") == 0.3
+    assert run.metric("FID") == 0.9  # equal steps: the later line wins
