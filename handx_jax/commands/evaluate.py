@@ -26,6 +26,8 @@ def register(subparsers) -> None:
     e.add_argument("--split", default="test", help="split to evaluate on (default test)")
     e.add_argument("--data", default=None, help="dataset directory (default: the run's config data.dir)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=int, default=64,
+                   help="samples per compiled sampling batch (default 64; raise it on an accelerator)")
     e.add_argument("--step", type=int, default=None,
                    help="checkpoint step to evaluate (default: the newest; an earlier one writes eval/step_<N>/)")
     e.set_defaults(func=run_evaluate)
@@ -50,7 +52,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from handx_jax.eval import driver, report
 
     for flag, value, low in (("--replications", args.replications, 1), ("--steps", args.steps, 1),
-                             ("--mm-generations", args.mm_generations, 0)):
+                             ("--mm-generations", args.mm_generations, 0), ("--batch-size", args.batch_size, 1)):
         if value < low:
             print(f"error: {flag} must be >= {low}, got {value}", file=sys.stderr)
             return 2
@@ -58,7 +60,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result = driver.evaluate_run(
             args.workdir, args.evaluator, num_samples=args.num_samples, replications=args.replications,
             steps=args.steps, guidance=args.guidance, seed=args.seed, split=args.split,
-            mm_texts=args.mm_texts, mm_generations=args.mm_generations, data_dir=args.data, step=args.step)
+            mm_texts=args.mm_texts, mm_generations=args.mm_generations, data_dir=args.data, step=args.step,
+            batch_size=args.batch_size)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -184,7 +184,7 @@ def load_split(data_dir: str, split: str, seq_len: int, num: int | None, seed: i
 
 
 def diffusion_generator(workdir: str, steps: int, guidance: float, method: str = "ddim",
-                        step: int | None = None) -> GenerateFn:
+                        step: int | None = None, batch_size: int = 64) -> GenerateFn:
     """`generate` backed by the diffusion run in `workdir` (checkpoint `step`, default the newest)."""
     from handx_jax.diffusion import sampling
 
@@ -194,7 +194,7 @@ def diffusion_generator(workdir: str, steps: int, guidance: float, method: str =
         if not loaded:
             loaded.append(sampling.WorkdirSampler(workdir, step=step))
         return loaded[0](list(texts), num_per_text=num_per_text, steps=steps, guidance=guidance, seed=seed,
-                         method=method)
+                         method=method, batch_size=batch_size)
 
     return generate
 
@@ -202,7 +202,8 @@ def diffusion_generator(workdir: str, steps: int, guidance: float, method: str =
 def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = None, replications: int = 20,
                  steps: int = 50, guidance: float = 2.5, seed: int = 0, split: str = "test",
                  mm_texts: int = 100, mm_generations: int = 30, data_dir: str | None = None,
-                 heldout: bool = True, write: bool = True, progress: bool = True, step: int | None = None) -> dict:
+                 heldout: bool = True, write: bool = True, progress: bool = True, step: int | None = None,
+                 batch_size: int = 64) -> dict:
     """`handx evaluate`: evaluate checkpoint `step` (default the newest) of `workdir` with the
     evaluator in `evaluator_dir`; write `W/eval/metrics.json` and `W/eval/table.md` (under
     `W/eval/step_<N>/` for an earlier checkpoint) and append to metrics.jsonl."""
@@ -228,7 +229,7 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
         _, held_motion, held_captions = load_split(data_dir, "train", evaluator.seq_len, len(gt_motion), seed + 1)
         if len(held_motion) >= 32:
             held = (held_motion, held_captions)
-    generate = diffusion_generator(workdir, steps, guidance, step=step)
+    generate = diffusion_generator(workdir, steps, guidance, step=step, batch_size=batch_size)
     name = f"{config.get('family', 'model')} {config.get('size', '?')}, step {step}"
     result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
                       seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress)

@@ -69,7 +69,7 @@ def test_tiny_quickstart_end_to_end(tmp_path):
 
     run_dir, ev_dir = paths["diffusion"], paths["evaluator"]
     step = max(json.loads(line)["step"] for line in open(os.path.join(run_dir, "metrics.jsonl")))
-    common = ["evaluate", "--workdir", run_dir, "--evaluator", ev_dir, "--replications", "2", "--steps", "2",
+    common = ["evaluate", "--workdir", run_dir, "--evaluator", ev_dir, "--replications", "2", "--steps", "2", "--batch-size", "16",
               "--num-samples", "32", "--mm-generations", "0"]
     assert cli.main(common + ["--step", str(step)]) == 0
     evals = [r for r in metrics_log.read_metrics(run_dir) if "eval/R@3" in r]
