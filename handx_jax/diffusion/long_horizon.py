@@ -1,12 +1,12 @@
 """Long-horizon generation: one prompt per stage, stage by stage (DESIGN section 7).
 
 Stage 1 is sampled from its text alone. Every later stage is sampled with its own text and
-the previous stage's last `context` frames (default 10) given as a prefix constraint
+the previous stage's last `context` frames (default 10) as a prefix constraint
 (`masks.prefix_weight`: weight 1 on the given frames, then 0.85 falling to 0.10 over 5
 frames towards the prefix's last velocity carried on), so it starts exactly where the
-previous one ended, at its pace, and blends away from it. The
-stages are joined in normalised feature space, dropping each later stage's copy of the
-prefix: K stages of T frames give T + (K - 1)(T - context) frames.
+previous stage ended, at its pace, and blends away from it. The stages are joined in
+normalised feature space without each later stage's copy of the prefix: K stages of T
+frames give T + (K - 1)(T - context) frames.
 
 The features are centred per window, but the given prefix carries the previous window's
 coordinates into the next one, so all stages share one frame and need no re-alignment.

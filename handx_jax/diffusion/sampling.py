@@ -127,7 +127,6 @@ class WorkdirSampler:
             out.append(np.asarray(feats)[:real])
         return features_to_joints(np.concatenate(out), self.stats, str(self.config.data.representation))
 
-
     def long_horizon(self, stages: Sequence[Sequence[str]], *, num: int = 1, context: int = 10, steps: int = 50,
                      guidance: float = 2.5, seed: int = 0, method: str = "ddim") -> np.ndarray:
         """Motion (num, T + (K - 1)(T - context), 2, 21, 3): one (left, right, relation) per

@@ -6,9 +6,9 @@ per replication), and all metrics are computed; the ground-truth row uses the cl
 themselves. MultiModality uses `mm_texts` texts with `mm_generations` generations each.
 Every figure is reported as mean ± 1.96 std / sqrt(R) (DESIGN section 8).
 
-`evaluate_run` is the `handx evaluate` entry: it writes `W/eval/metrics.json`,
-`W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and appends `eval/<metric>` keys with the checkpoint step to
-`W/metrics.jsonl`.
+`evaluate_run` is the `handx evaluate` entry: it writes `W/eval/metrics.json` and
+`W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and appends
+`eval/<metric>` keys with the checkpoint step to `W/metrics.jsonl`.
 """
 
 from __future__ import annotations
@@ -215,13 +215,13 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
     data_dir = data_dir or (config.get("data") or {}).get("dir")
     if not data_dir:
         raise ValueError(f"{workdir}/config.json has no data.dir; pass --data DIR")
-    newest = latest_step(workdir)
-    if step is None:
-        step = newest
-    elif int(step) not in checkpoint.all_steps(workdir):
-        raise FileNotFoundError(f"checkpoint step {step} not in {checkpoint.checkpoint_dir(workdir)}; "
-                                f"have {checkpoint.all_steps(workdir)}")
-    step = int(step)
+    available = checkpoint.all_steps(workdir)
+    if not available:
+        raise FileNotFoundError(f"no checkpoints in {checkpoint.checkpoint_dir(workdir)}: train first")
+    newest = available[-1]
+    step = newest if step is None else int(step)
+    if step not in available:
+        raise FileNotFoundError(f"checkpoint step {step} not in {checkpoint.checkpoint_dir(workdir)}; have {available}")
     evaluator = load_evaluator(evaluator_dir)
     _, gt_motion, captions = load_split(data_dir, split, evaluator.seq_len, num_samples, seed)
     held = None
