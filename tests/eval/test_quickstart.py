@@ -39,7 +39,9 @@ def test_register_offers_out_and_tiny():
     parser = argparse.ArgumentParser()
     quickstart.register(parser.add_subparsers())
     args = parser.parse_args(["quickstart", "--out", "somewhere", "--tiny"])
-    assert args.out == "somewhere" and args.tiny and args.func is quickstart.run
+    assert args.out == "somewhere" and args.tiny and args.func is quickstart.run and args.replications is None
+    args = parser.parse_args(["quickstart", "--replications", "0"])
+    assert quickstart.run(args) == 2  # refused before anything runs
 
 
 def test_tiny_quickstart_end_to_end(tmp_path):
