@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+import numpy as np
+
 
 def register(subparsers) -> None:
     s = subparsers.add_parser("sample", help="generate motions for a text prompt from a trained run",
@@ -25,6 +27,12 @@ def register(subparsers) -> None:
     s.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     s.add_argument("--no-ema", action="store_true", help="use the raw rather than the EMA parameters")
     s.add_argument("--out", required=True, help="output .npz (HandX release format)")
+    s.add_argument("--condition", choices=("inbetween", "keyframes", "reaction_left", "reaction_right", "wrist"),
+                   help="tie every sample to --reference: first/last 5 frames, --keyframes, one hand given "
+                        "(the other generated), or both wrist trajectories given")
+    s.add_argument("--reference", help="with --condition: HandX-format or .clips.npz file holding the reference clip")
+    s.add_argument("--clip", help="with --reference: clip name (default: the first)")
+    s.add_argument("--keyframes", help="with --condition keyframes: comma-separated frame indices, e.g. 0,30,59")
     s.add_argument("--stages", action="store_true",
                    help="long horizon: the prompts (one per --prompts line) are consecutive stages of one motion")
     s.add_argument("--context", type=int, default=10,
@@ -77,6 +85,8 @@ def run_sample(args: argparse.Namespace) -> int:
         return 2
     if args.stages:
         return _run_long_horizon(args, prompts)
+    if args.condition or args.reference or args.keyframes:
+        return _run_conditioned(args, prompts)
     motion = sample_from_workdir(
         args.workdir, prompts, num_per_text=args.num, steps=args.steps, guidance=args.guidance,
         seed=args.seed, method=args.method, batch_size=args.batch_size, step=args.step,
@@ -92,6 +102,64 @@ def run_sample(args: argparse.Namespace) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_handx(args.out, clips)
     print(f"wrote {len(clips)} clips of shape {tuple(motion.shape[1:])} to {args.out}")
+    return 0
+
+
+def _reference_clip(args) -> tuple[str, np.ndarray]:
+    """(name, motion) of the --reference clip; ValueError naming the file and clip."""
+    from handx_jax.data import store
+
+    clips = store.load_any(args.reference)
+    if not clips:
+        raise ValueError(f"{args.reference} holds no clips")
+    name = args.clip or next(iter(clips))
+    if name not in clips:
+        raise ValueError(f"{args.reference} has no clip {name!r} (first few: {', '.join(list(clips)[:5])})")
+    return name, np.asarray(clips[name]["motion"], np.float32)
+
+
+def _run_conditioned(args: argparse.Namespace, prompts: list[tuple[str, str, str]]) -> int:
+    """`--condition MODE --reference FILE`: every sample tied to a reference clip."""
+    from handx_jax.data.handx_format import save_handx
+    from handx_jax.diffusion.sampling import WorkdirSampler
+
+    if not (args.condition and args.reference):
+        print("error: --condition and --reference go together", file=sys.stderr)
+        return 2
+    if (args.condition == "keyframes") != bool(args.keyframes):
+        print("error: --keyframes is needed with --condition keyframes, and only there", file=sys.stderr)
+        return 2
+    try:
+        keyframes = [int(k) for k in args.keyframes.split(",")] if args.keyframes else None
+    except ValueError:
+        print(f"error: --keyframes must be comma-separated integers, got {args.keyframes!r}", file=sys.stderr)
+        return 2
+    try:
+        name, reference = _reference_clip(args)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    sampler = WorkdirSampler(args.workdir, step=args.step, ema=not args.no_ema)
+    seq_len = int(sampler.config.data.seq_len)
+    if len(reference) < seq_len:
+        print(f"error: {args.reference} clip {name!r} has {len(reference)} frames; the model needs {seq_len}",
+              file=sys.stderr)
+        return 2
+    if len(reference) > seq_len:
+        print(f"note: using the first {seq_len} of the {len(reference)} frames of {name!r}")
+    try:
+        motion = sampler.conditioned(prompts, reference[:seq_len], args.condition, keyframes=keyframes,
+                                     num_per_text=args.num, steps=args.steps, guidance=args.guidance,
+                                     seed=args.seed, method=args.method, batch_size=args.batch_size, progress=True)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    clips = {f"sample_{i:04d}_{j:03d}": {"motion": motion[i * args.num + j], "left_annotation": [left],
+                                         "right_annotation": [right], "interaction_annotation": [relation]}
+             for i, (left, right, relation) in enumerate(prompts) for j in range(args.num)}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    save_handx(args.out, clips)
+    print(f"wrote {len(clips)} clips conditioned on {name!r} ({args.condition}) to {args.out}")
     return 0
 
 

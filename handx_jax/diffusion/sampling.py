@@ -106,26 +106,55 @@ class WorkdirSampler:
 
     def __call__(self, texts: Sequence[Sequence[str]], *, num_per_text: int = 1, steps: int = 50,
                  guidance: float = 2.5, seed: int = 0, method: str = "ddim", batch_size: int = 64,
-                 progress: bool = False) -> np.ndarray:
-        """Motion (N * num_per_text, T, 2, 21, 3) in metres for `texts` = [(left, right, relation), ...]."""
+                 progress: bool = False, constraint=None) -> np.ndarray:
+        """Motion (N * num_per_text, T, 2, 21, 3) in metres for `texts` = [(left, right, relation), ...].
+
+        `constraint`: optional (values, weight), each (N * num_per_text, T, F) in normalised
+        feature space (`conditioning.reference_constraint` builds them from a clip).
+        """
         if not texts:
             raise ValueError(f"sampling {self.workdir}: no texts given")
         text = text_batch_for(self.task, texts)
         total = len(texts) * num_per_text
         # Expand prompts up front, then sample in fixed-size chunks (one compiled shape).
-        text = {k: np.repeat(v, num_per_text, axis=0) for k, v in text.items()}
+        rows = {k: np.repeat(v, num_per_text, axis=0) for k, v in text.items()}
+        if constraint is not None:
+            values, weight = (np.asarray(a, np.float32) for a in constraint)
+            if values.shape != weight.shape or values.shape[0] != total:
+                raise ValueError(f"constraint arrays {values.shape} / {weight.shape} must both be ({total}, T, F)")
+            rows.update(_constraint_values=values, _constraint_weight=weight)
         chunk = max(1, min(int(batch_size), total))
         out = []
         key = jax.random.key(seed)
         for start in tqdm(range(0, total, chunk), disable=not progress, desc="sampling"):
-            part = {k: v[start:start + chunk] for k, v in text.items()}
+            part = {k: v[start:start + chunk] for k, v in rows.items()}
             real = next(iter(part.values())).shape[0]
             if real < chunk:  # pad the last chunk to the compiled batch size
                 part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - real, axis=0)]) for k, v in part.items()}
+            part_constraint = None
+            if constraint is not None:
+                part_constraint = (part.pop("_constraint_values"), part.pop("_constraint_weight"))
             key, sub = jax.random.split(key)
-            feats = sample(self.task, self.params, part, steps=steps, guidance=guidance, method=method, rng=sub)
+            feats = sample(self.task, self.params, part, steps=steps, guidance=guidance, method=method, rng=sub,
+                           constraint=part_constraint)
             out.append(np.asarray(feats)[:real])
         return features_to_joints(np.concatenate(out), self.stats, str(self.config.data.representation))
+
+    def conditioned(self, texts: Sequence[Sequence[str]], reference, mode: str, *, keyframes=None,
+                    num_per_text: int = 1, **kw) -> np.ndarray:
+        """Like calling the sampler, with every sample tied to `reference` (T, 2, 21, 3) in metres
+        by `mode` (`conditioning.MODES`); samples come back in the reference's coordinates
+        (the features are centred on its mean wrist midpoint, which is added back)."""
+        from handx_jax.data import representations
+        from handx_jax.diffusion import conditioning
+
+        seq_len = int(self.config.data.seq_len)
+        if np.shape(reference)[0] != seq_len:
+            raise ValueError(f"reference has {np.shape(reference)[0]} frames; the model's window is {seq_len}")
+        constraint = conditioning.reference_constraint(reference, mode, str(self.config.data.representation),
+                                                       self.stats, len(texts) * num_per_text, keyframes)
+        offset = np.asarray(representations.centre_offset(np.asarray(reference, np.float32)[None]))[0]
+        return self(texts, num_per_text=num_per_text, constraint=constraint, **kw) + offset
 
     def long_horizon(self, stages: Sequence[Sequence[str]], *, num: int = 1, context: int = 10, steps: int = 50,
                      guidance: float = 2.5, seed: int = 0, method: str = "ddim") -> np.ndarray:

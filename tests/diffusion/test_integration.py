@@ -154,3 +154,62 @@ def test_long_horizon_command(run, tmp_path):
     assert clips["long_000"]["left_annotation"] == [f"{checks.LEFT[checks.COMBOS[0][0]]} / {checks.LEFT[checks.COMBOS[1][0]]}"]
     assert cli.main(["sample", "--workdir", workdir, "--prompts", str(prompts), "--stages",
                      "--context", "0", "--out", out]) == 2
+
+
+def _reference(data_dir):
+    from handx_jax.data import store
+
+    clips = store.load_any(store.find_split(data_dir, "test"))
+    name = sorted(clips)[0]
+    return name, np.asarray(clips[name]["motion"][:60], np.float32)
+
+
+def test_conditioning_modes_keep_what_is_given(run):
+    """Each mode reproduces the reference where it is given (up to float32 feature round
+    trips) and generates the rest."""
+    from handx_jax.diffusion import sampling
+
+    workdir, data_dir = run
+    _, ref = _reference(data_dir)
+    sampler = sampling.WorkdirSampler(workdir)
+    prompts = [(checks.LEFT[1], checks.RIGHT[0], checks.RELATION[1])]
+    kw = dict(num_per_text=2, steps=10, seed=3)
+    tol = 1e-4  # metres
+    out = sampler.conditioned(prompts, ref, "reaction_left", **kw)
+    assert out.shape == (2, 60, 2, 21, 3)
+    np.testing.assert_allclose(out[:, :, 0], np.broadcast_to(ref[:, 0], out[:, :, 0].shape), atol=tol)
+    assert np.abs(out[:, :, 1] - ref[:, 1]).max() > 100 * tol  # the other hand is generated
+    out = sampler.conditioned(prompts, ref, "inbetween", **kw)
+    np.testing.assert_allclose(out[:, :5], np.broadcast_to(ref[:5], out[:, :5].shape), atol=tol)
+    np.testing.assert_allclose(out[:, -5:], np.broadcast_to(ref[-5:], out[:, -5:].shape), atol=tol)
+    assert np.abs(out[:, 30] - ref[30]).max() > 100 * tol
+    out = sampler.conditioned(prompts, ref, "keyframes", keyframes=[0, 30, 59], **kw)
+    np.testing.assert_allclose(out[:, [0, 30, 59]], np.broadcast_to(ref[[0, 30, 59]], out[:, [0, 30, 59]].shape),
+                               atol=tol)
+    out = sampler.conditioned(prompts, ref, "wrist", **kw)
+    np.testing.assert_allclose(out[:, :, :, 0], np.broadcast_to(ref[:, :, 0], out[:, :, :, 0].shape), atol=tol)
+    with pytest.raises(ValueError, match="unknown conditioning mode"):
+        sampler.conditioned(prompts, ref, "telepathy", **kw)
+    with pytest.raises(ValueError, match="window is 60"):
+        sampler.conditioned(prompts, ref[:40], "inbetween", **kw)
+
+
+def test_conditioned_sample_command(run, tmp_path):
+    from handx_jax import cli
+    from handx_jax.data import handx_format
+
+    workdir, data_dir = run
+    name, ref = _reference(data_dir)
+    from handx_jax.data import store
+
+    reference = store.find_split(data_dir, "test")
+    out = str(tmp_path / "react.npz")
+    base = ["sample", "--workdir", workdir, "--left", checks.LEFT[0], "--right", checks.RIGHT[1],
+            "--relation", checks.RELATION[0], "--num", "2", "--steps", "5", "--out", out]
+    assert cli.main(base + ["--condition", "reaction_right", "--reference", reference, "--clip", name]) == 0
+    clips = handx_format.load_handx(out)
+    assert len(clips) == 2
+    np.testing.assert_allclose(clips["sample_0000_001"]["motion"][:, 1], ref[:, 1], atol=1e-4)
+    assert cli.main(base + ["--condition", "keyframes", "--reference", reference]) == 2  # no --keyframes
+    assert cli.main(base + ["--condition", "inbetween", "--reference", reference, "--clip", "nope"]) == 2
+    assert cli.main(base + ["--reference", reference]) == 2  # --condition missing

@@ -36,3 +36,29 @@ def test_hand_and_wrist_layouts():
     assert wr[0, 0].sum() == 6  # 2 hands x xyz
     assert np.all(wr[0, :, layout[:, 0, 3]] == 0)  # wrist rotation scalar not constrained
     assert masks.wrist_trajectory_weight(1, 4, "joint_pos")[0, 0].sum() == 6
+
+
+def test_reference_constraint_values_and_modes():
+    from handx_jax.data import representations
+    from handx_jax.data.normalization import Stats
+    from handx_jax.diffusion import conditioning
+
+    rep = "joint_pos_w_scalar_rot"
+    rng = np.random.default_rng(0)
+    ref = (0.1 * rng.normal(size=(12, 2, 21, 3))).astype(np.float32)
+    stats = Stats(mean=rng.normal(size=168).astype(np.float32), std=(1 + rng.random(168)).astype(np.float32))
+    values, weight = conditioning.reference_constraint(ref, "reaction_right", rep, stats, batch=3)
+    assert values.shape == weight.shape == (3, 12, 168)
+    expected = (np.asarray(representations.to_features(ref, rep)) - stats.mean) / stats.std
+    np.testing.assert_allclose(values[2], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(weight, masks.hand_reaction_weight(3, 12, rep, given_hand=1))
+    _, w = conditioning.reference_constraint(ref, "keyframes", rep, stats, batch=1, keyframes=[4])
+    np.testing.assert_array_equal(w, masks.keyframe_weight(1, 12, 168, [4]))
+    with pytest.raises(ValueError, match="keyframes are given with mode 'keyframes'"):
+        conditioning.reference_constraint(ref, "inbetween", rep, stats, batch=1, keyframes=[4])
+    with pytest.raises(ValueError, match=r"must be \(T, 2, 21, 3\)"):
+        conditioning.reference_constraint(ref[:, :1], "wrist", rep, stats, batch=1)
+    bad = ref.copy()
+    bad[3, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        conditioning.reference_constraint(bad, "wrist", rep, stats, batch=1)
