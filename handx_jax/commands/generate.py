@@ -27,12 +27,14 @@ def register(subparsers) -> None:
     s.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     s.add_argument("--no-ema", action="store_true", help="use the raw rather than the EMA parameters")
     s.add_argument("--out", required=True, help="output .npz (HandX release format)")
-    s.add_argument("--condition", choices=("inbetween", "keyframes", "reaction_left", "reaction_right", "wrist"),
-                   help="tie every sample to --reference: first/last 5 frames, --keyframes, one hand given "
-                        "(the other generated), or both wrist trajectories given")
+    s.add_argument("--condition",
+                   choices=("inbetween", "keyframes", "reaction_left", "reaction_right", "wrist", "contact"),
+                   help="tie every sample to --reference: first/last 5 frames, whole poses at --keyframes, one "
+                        "hand given (the other generated), both wrist trajectories, or the contacting joints "
+                        "at --keyframes")
     s.add_argument("--reference", help="with --condition: HandX-format or .clips.npz file holding the reference clip")
     s.add_argument("--clip", help="with --reference: clip name (default: the first)")
-    s.add_argument("--keyframes", help="with --condition keyframes: comma-separated frame indices, e.g. 0,30,59")
+    s.add_argument("--keyframes", help="with --condition keyframes or contact: comma-separated frame indices, e.g. 0,30,59")
     s.add_argument("--stages", action="store_true",
                    help="long horizon: the prompts (one per --prompts line) are consecutive stages of one motion")
     s.add_argument("--context", type=int, default=10,
@@ -126,8 +128,8 @@ def _run_conditioned(args: argparse.Namespace, prompts: list[tuple[str, str, str
     if not (args.condition and args.reference):
         print("error: --condition and --reference go together", file=sys.stderr)
         return 2
-    if (args.condition == "keyframes") != bool(args.keyframes):
-        print("error: --keyframes is needed with --condition keyframes, and only there", file=sys.stderr)
+    if (args.condition in ("keyframes", "contact")) != bool(args.keyframes):
+        print("error: --keyframes is needed with --condition keyframes or contact, and only there", file=sys.stderr)
         return 2
     try:
         keyframes = [int(k) for k in args.keyframes.split(",")] if args.keyframes else None

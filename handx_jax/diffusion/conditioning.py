@@ -7,7 +7,10 @@ values, and a weight from `masks` for the mode:
 - `inbetween`: first and last 5 frames given;
 - `keyframes`: whole poses at the listed frames;
 - `reaction_left` / `reaction_right`: that hand given on every frame, the other generated;
-- `wrist`: both wrists' positions given on every frame, the fingers generated.
+- `wrist`: both wrists' positions given on every frame, the fingers generated;
+- `contact`: at each listed keyframe, only the joints of the reference's contacts there
+  (fingertips within 2 cm of each other; a fingertip within 2.5 cm of the other palm, with
+  that palm's corner joints), as DESIGN section 6 defines contact.
 
 Features are centred on the reference's own mean wrist midpoint, so samples come back in
 that centred frame; `WorkdirSampler.conditioned` adds the centre back.
@@ -22,7 +25,8 @@ import numpy as np
 from handx_jax.data import representations
 from handx_jax.diffusion import masks
 
-MODES = ("inbetween", "keyframes", "reaction_left", "reaction_right", "wrist")
+MODES = ("inbetween", "keyframes", "reaction_left", "reaction_right", "wrist", "contact")
+KEYFRAME_MODES = ("keyframes", "contact")
 
 
 def reference_constraint(reference, mode: str, representation: str, stats, batch: int,
@@ -35,8 +39,8 @@ def reference_constraint(reference, mode: str, representation: str, stats, batch
         raise ValueError("reference motion contains NaN or infinite values")
     if mode not in MODES:
         raise ValueError(f"unknown conditioning mode {mode!r}; choose one of {', '.join(MODES)}")
-    if (mode == "keyframes") != (keyframes is not None):
-        raise ValueError("keyframes are given with mode 'keyframes' and only then")
+    if (mode in KEYFRAME_MODES) != (keyframes is not None):
+        raise ValueError(f"keyframes are given with modes {' and '.join(map(repr, KEYFRAME_MODES))} and only then")
     feats = np.asarray(representations.to_features(ref, representation), np.float32)
     values = (feats - stats.mean) / stats.std
     frames, dim = values.shape
@@ -44,9 +48,38 @@ def reference_constraint(reference, mode: str, representation: str, stats, batch
         weight = masks.inbetween_weight(batch, frames, dim)
     elif mode == "keyframes":
         weight = masks.keyframe_weight(batch, frames, dim, list(keyframes))
+    elif mode == "contact":
+        weight = masks.joint_keyframe_weight(batch, frames, representation,
+                                             {int(f): contact_joints(ref, int(f)) for f in keyframes})
     elif mode == "wrist":
         weight = masks.wrist_trajectory_weight(batch, frames, representation)
     else:
         weight = masks.hand_reaction_weight(batch, frames, representation, given_hand=0 if mode == "reaction_left" else 1)
     values = np.broadcast_to(values[None], (batch, frames, dim)).astype(np.float32)
     return values, np.asarray(weight, np.float32)
+
+
+def contact_joints(reference, frame: int) -> list[tuple[int, int]]:
+    """(hand, joint) pairs in contact in `reference` (T, 2, 21, 3) at `frame`; ValueError
+    when there is none, since a contact keyframe without a contact constrains nothing."""
+    from handx_jax.annotate import events, features
+    from handx_jax.hand import skeleton
+
+    ref = np.asarray(reference, np.float32)
+    if not 0 <= frame < len(ref):
+        raise ValueError(f"keyframe {frame} outside 0..{len(ref) - 1}")
+    feats = features.extract_features(ref[None, [frame, frame]])  # the extractor wants 2+ frames
+    tips = [int(t) for t in skeleton.FINGERTIPS]
+    joints = set()
+    for hand, other in np.argwhere(feats["intra_tip_dist"][0, 0] < events.TIP_CONTACT):
+        joints |= {(int(hand), tips[0]), (int(hand), tips[1 + int(other)])}
+    for left, right in np.argwhere(feats["inter_tip_dist"][0, 0] < events.TIP_CONTACT):
+        joints |= {(0, tips[int(left)]), (1, tips[int(right)])}
+    for hand, tip in np.argwhere(feats["tip_palm_dist"][0, 0] < events.TIP_PALM_EDGES[0]):
+        joints.add((int(hand), tips[int(tip)]))
+        joints |= {(1 - int(hand), int(c)) for c in features.PALM_CORNERS}
+    if not joints:
+        raise ValueError(f"the reference has no contact at frame {frame} (fingertips within "
+                         f"{events.TIP_CONTACT * 100:g} cm, or a fingertip within {events.TIP_PALM_EDGES[0] * 100:g} cm "
+                         "of the other palm)")
+    return sorted(joints)

@@ -3,8 +3,8 @@
 A constraint is `(values, weight)`, both (B, T, F) in the model's normalised feature
 space; at every sampling step the x0 prediction becomes `w * values + (1 - w) * x0`
 (`samplers.apply_constraint`). Builders here give the weights for: in-betweening (first
-and last frames), a given prefix (long-horizon stages), sparse keyframes, hand reaction
-(one hand given) and wrist trajectory.
+and last frames), a given prefix (long-horizon stages), sparse keyframes, chosen joints at
+chosen frames (contact keyframes), hand reaction (one hand given) and wrist trajectory.
 Around a constrained frame the weight falls from `peak` (0.85) to `floor` (0.10) over
 `width` (5) frames, which lets the generated part blend in; constrained frames
 themselves get weight 1 when `hard=True` so they are reproduced exactly.
@@ -71,6 +71,24 @@ def keyframe_weight(batch: int, frames: int, dim: int, keyframes, **kw) -> np.nd
         raise ValueError(f"keyframes {keyframes.tolist()} outside 0..{frames - 1}")
     mask[keyframes] = True
     return _broadcast(frame_weights(mask, **kw), np.ones(dim, np.float32), batch)
+
+
+def joint_keyframe_weight(batch: int, frames: int, representation: str, joints_at: dict) -> np.ndarray:
+    """Positions of chosen joints given at chosen frames: `joints_at` maps a frame to its
+    (hand, joint) pairs; each joint's xyz gets that frame's weight profile (the largest
+    where profiles of several frames meet)."""
+    layout = feature_layout(representation)
+    w = np.zeros((frames, layout.size), np.float32)
+    for frame, joints in joints_at.items():
+        if not 0 <= int(frame) < frames:
+            raise ValueError(f"keyframe {frame} outside 0..{frames - 1}")
+        mask = np.zeros(frames, bool)
+        mask[int(frame)] = True
+        profile = frame_weights(mask)
+        for hand, joint in joints:
+            cols = layout[int(hand), int(joint), :3]
+            w[:, cols] = np.maximum(w[:, cols], profile[:, None])
+    return np.broadcast_to(w[None], (batch, frames, layout.size)).astype(np.float32)
 
 
 def hand_reaction_weight(batch: int, frames: int, representation: str, given_hand: int) -> np.ndarray:

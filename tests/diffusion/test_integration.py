@@ -188,6 +188,12 @@ def test_conditioning_modes_keep_what_is_given(run):
                                atol=tol)
     out = sampler.conditioned(prompts, ref, "wrist", **kw)
     np.testing.assert_allclose(out[:, :, :, 0], np.broadcast_to(ref[:, :, 0], out[:, :, :, 0].shape), atol=tol)
+    touching = ref.copy()
+    touching[30, 0, 17] = touching[30, 0, 16] + 0.004  # left index tip on the left thumb tip
+    out = sampler.conditioned(prompts, touching, "contact", keyframes=[30], **kw)
+    np.testing.assert_allclose(out[:, 30, 0, [16, 17]], np.broadcast_to(touching[30, 0, [16, 17]], (2, 2, 3)),
+                               atol=tol)
+    assert np.linalg.norm(out[:, 30, 0, 16] - out[:, 30, 0, 17], axis=-1).max() < 0.02  # in contact
     with pytest.raises(ValueError, match="unknown conditioning mode"):
         sampler.conditioned(prompts, ref, "telepathy", **kw)
     with pytest.raises(ValueError, match="window is 60"):

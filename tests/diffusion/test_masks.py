@@ -54,7 +54,7 @@ def test_reference_constraint_values_and_modes():
     np.testing.assert_array_equal(weight, masks.hand_reaction_weight(3, 12, rep, given_hand=1))
     _, w = conditioning.reference_constraint(ref, "keyframes", rep, stats, batch=1, keyframes=[4])
     np.testing.assert_array_equal(w, masks.keyframe_weight(1, 12, 168, [4]))
-    with pytest.raises(ValueError, match="keyframes are given with mode 'keyframes'"):
+    with pytest.raises(ValueError, match="keyframes are given with modes 'keyframes' and 'contact' and only then"):
         conditioning.reference_constraint(ref, "inbetween", rep, stats, batch=1, keyframes=[4])
     with pytest.raises(ValueError, match=r"must be \(T, 2, 21, 3\)"):
         conditioning.reference_constraint(ref[:, :1], "wrist", rep, stats, batch=1)
@@ -62,3 +62,34 @@ def test_reference_constraint_values_and_modes():
     bad[3, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         conditioning.reference_constraint(bad, "wrist", rep, stats, batch=1)
+
+
+def test_contact_joints_and_keyframe_weight():
+    from handx_jax.annotate import features
+    from handx_jax.data.normalization import Stats
+    from handx_jax.diffusion import conditioning
+    from handx_jax.hand import geometry
+
+    rng = np.random.default_rng(1)
+    ref = np.zeros((10, 2, 21, 3), np.float32)
+    ref[:, 0] = 0.02 * np.arange(21)[:, None] * np.array([1.0, 0.4, 0.1])  # a spread-out left hand
+    ref[:, 1] = ref[:, 0] + np.array([0.6, 0.0, 0.0])  # the right hand 60 cm away
+    ref += 0.001 * rng.normal(size=ref.shape).astype(np.float32)
+    with pytest.raises(ValueError, match="no contact at frame 4"):
+        conditioning.contact_joints(ref, 4)
+    ref[4, 0, 17] = ref[4, 0, 16] + 0.005  # left index tip on the left thumb tip
+    assert conditioning.contact_joints(ref, 4) == [(0, 16), (0, 17)]
+    ref[6, 1, 18] = geometry.palm_points(ref[6, 0])[40]  # right middle tip on the left palm
+    assert conditioning.contact_joints(ref, 6) == sorted({(1, 18)} | {(0, int(c)) for c in features.PALM_CORNERS})
+    rep = "joint_pos_w_scalar_rot"
+    stats = Stats(mean=np.zeros(168, np.float32), std=np.ones(168, np.float32))
+    _, w = conditioning.reference_constraint(ref, "contact", rep, stats, batch=2, keyframes=[4])
+    layout = masks.feature_layout(rep)
+    assert w.shape == (2, 10, 168)
+    assert np.all(w[:, 4, layout[0, 16, :3]] == 1) and np.all(w[:, 4, layout[0, 17, :3]] == 1)
+    assert w[0, 4].sum() == 6 and w[0, 4, layout[0, 16, 3]] == 0  # positions only, two joints
+    col = layout[0, 16, 0]
+    assert w[0, 3, col] == pytest.approx(0.85) and w[0, 5, col] == pytest.approx(0.85)  # ramps both ways
+    others = np.ones(168, bool)
+    others[np.concatenate([layout[0, 16, :3], layout[0, 17, :3]])] = False
+    assert np.all(w[:, :, others] == 0)
