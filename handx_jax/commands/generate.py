@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 
+from handx_jax.diffusion import conditioning  # numpy only: its mode names feed the parser
+
 
 def register(subparsers) -> None:
     s = subparsers.add_parser("sample", help="generate motions for a text prompt from a trained run",
@@ -27,8 +29,7 @@ def register(subparsers) -> None:
     s.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     s.add_argument("--no-ema", action="store_true", help="use the raw rather than the EMA parameters")
     s.add_argument("--out", required=True, help="output .npz (HandX release format)")
-    s.add_argument("--condition",
-                   choices=("inbetween", "keyframes", "reaction_left", "reaction_right", "wrist", "contact"),
+    s.add_argument("--condition", choices=conditioning.MODES,
                    help="tie every sample to --reference: first/last 5 frames, whole poses at --keyframes, one "
                         "hand given (the other generated), both wrist trajectories, or the contacting joints "
                         "at --keyframes")
@@ -128,7 +129,7 @@ def _run_conditioned(args: argparse.Namespace, prompts: list[tuple[str, str, str
     if not (args.condition and args.reference):
         print("error: --condition and --reference go together", file=sys.stderr)
         return 2
-    if (args.condition in ("keyframes", "contact")) != bool(args.keyframes):
+    if (args.condition in conditioning.KEYFRAME_MODES) != bool(args.keyframes):
         print("error: --keyframes is needed with --condition keyframes or contact, and only there", file=sys.stderr)
         return 2
     try:
