@@ -82,12 +82,17 @@ def plot_curve(result: FitResult, x: np.ndarray, y: np.ndarray, labels, out_pref
     else:
         pad = 0.15 * (hi - lo) if hi > lo else 0.1 * max(abs(hi), 1e-3)
         ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel(X_TITLES.get(result.x, result.x))
+    _finish_axes(ax, result, X_TITLES.get(result.x, result.x))
+    return save_figure(fig, out_prefix)
+
+
+def _finish_axes(ax, result: FitResult, xlabel: str) -> None:
+    """Axis labels, the fit's title, grid and legend: the same on every single-panel plot."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(result.metric)
     ax.set_title(_title(result), fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return save_figure(fig, out_prefix)
 
 
 def plot_power2d(result: FitResult, n: np.ndarray, d: np.ndarray, y: np.ndarray, labels,
@@ -104,11 +109,7 @@ def plot_power2d(result: FitResult, n: np.ndarray, d: np.ndarray, y: np.ndarray,
         ax.scatter(n[sel], y[sel], color=color, s=18, zorder=3)
     _label_points(ax, n, y, labels)
     ax.set_xscale("log")
-    ax.set_xlabel("parameters (N)")
-    ax.set_ylabel(result.metric)
-    ax.set_title(_title(result), fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _finish_axes(ax, result, "parameters (N)")
     return save_figure(fig, out_prefix)
 
 
