@@ -26,13 +26,8 @@ OPTIONS = ("size", "data", "runlocal")
 
 
 def get_config(arg=None):
-    opts = configlib.parse_arg(arg)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"configs/diffusion.py: unknown option(s) {unknown}; allowed: {', '.join(OPTIONS)}")
-    size = str(opts.get("size", "XS"))
-    if size not in SIZES:
-        raise ValueError(f"configs/diffusion.py: unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    opts = configlib.parse_options(arg, OPTIONS, "configs/diffusion.py")
+    size = configlib.pick_size(opts, SIZES, "XS", "configs/diffusion.py")
     ratio = float(opts.get("data", 1.0))
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"configs/diffusion.py: data={ratio} must satisfy 0 < data <= 1")

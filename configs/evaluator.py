@@ -22,13 +22,8 @@ OPTIONS = ("size", "runlocal")
 
 
 def get_config(arg=None):
-    opts = configlib.parse_arg(arg)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"configs/evaluator.py: unknown option(s) {unknown}; allowed: {', '.join(OPTIONS)}")
-    size = str(opts.get("size", "S"))
-    if size not in SIZES:
-        raise ValueError(f"configs/evaluator.py: unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    opts = configlib.parse_options(arg, OPTIONS, "configs/evaluator.py")
+    size = configlib.pick_size(opts, SIZES, "S", "configs/evaluator.py")
     runlocal = bool(opts.get("runlocal", False))
     layers, d, ff, heads, t_layers, t_d, t_ff, t_heads = SIZES[size]
 

@@ -40,6 +40,23 @@ def parse_arg(arg: str | None) -> dict:
     return out
 
 
+def parse_options(arg: str | None, allowed, source: str) -> dict:
+    """`parse_arg`, refusing options outside `allowed` with a message naming `source`."""
+    opts = parse_arg(arg)
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ValueError(f"{source}: unknown option(s) {unknown}; allowed: {', '.join(allowed)}")
+    return opts
+
+
+def pick_size(opts: dict, sizes, default: str, source: str) -> str:
+    """The `size` option (or `default`), which must be a key of the family's size table."""
+    size = str(opts.get("size", default))
+    if size not in sizes:
+        raise ValueError(f"{source}: unknown size {size!r}; choose one of {', '.join(sizes)}")
+    return size
+
+
 def _literal(text: str):
     try:
         return ast.literal_eval(text)

@@ -20,3 +20,14 @@ def test_overrides_cast_to_existing_type():
 def test_split_config_args():
     rest, ov = configlib.split_config_args(["train", "--config.train.steps=5", "--config.a", "3", "--workdir", "w"])
     assert rest == ["train", "--workdir", "w"] and ov == ["train.steps=5", "a=3"]
+
+
+def test_parse_options_and_pick_size_name_the_source():
+    assert configlib.parse_options("size=S,runlocal", ("size", "runlocal"), "c.py") == {"size": "S", "runlocal": True}
+    with pytest.raises(ValueError, match=r"c.py: unknown option\(s\) \['bogus'\]; allowed: size, runlocal"):
+        configlib.parse_options("bogus=1", ("size", "runlocal"), "c.py")
+    sizes = {"XS": 1, "S": 2}
+    assert configlib.pick_size({}, sizes, "XS", "c.py") == "XS"
+    assert configlib.pick_size({"size": "S"}, sizes, "XS", "c.py") == "S"
+    with pytest.raises(ValueError, match="c.py: unknown size 'Q'; choose one of XS, S"):
+        configlib.pick_size({"size": "Q"}, sizes, "XS", "c.py")

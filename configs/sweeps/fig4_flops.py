@@ -17,10 +17,7 @@ OPTIONS = ("steps", "sizes", "data", "data_dir")
 
 
 def get_config(arg=None):
-    opts = configlib.parse_arg(arg)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"configs/sweeps/fig4_flops.py: unknown option(s) {unknown}; allowed: {', '.join(OPTIONS)}")
+    opts = configlib.parse_options(arg, OPTIONS, "configs/sweeps/fig4_flops.py")
     steps = [int(s) for s in str(opts.get("steps", "50000/100000/200000")).split("/")]
     sizes = str(opts.get("sizes", "XS/S/M/L")).split("/")
     ratio = float(opts.get("data", 0.05))

@@ -18,10 +18,7 @@ RATIOS = (0.05, 0.2, 1.0)
 
 
 def get_config(arg=None):
-    opts = configlib.parse_arg(arg)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"configs/sweeps/paper_table2.py: unknown option(s) {unknown}; allowed: {', '.join(OPTIONS)}")
+    opts = configlib.parse_options(arg, OPTIONS, "configs/sweeps/paper_table2.py")
     steps = int(opts.get("steps", 200_000))
     seeds = int(opts.get("seeds", 1))
     sizes = str(opts.get("sizes", "XS/S/M/L")).split("/")

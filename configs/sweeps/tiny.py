@@ -23,10 +23,7 @@ RATIOS = (0.25, 1.0)
 
 
 def get_config(arg=None):
-    opts = configlib.parse_arg(arg)
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"configs/sweeps/tiny.py: unknown option(s) {unknown}; allowed: {', '.join(OPTIONS)}")
+    opts = configlib.parse_options(arg, OPTIONS, "configs/sweeps/tiny.py")
     steps = int(opts.get("steps", 1000))
     c = ml_collections.ConfigDict()
     c.name = "tiny"
