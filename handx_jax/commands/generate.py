@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                         "at --keyframes")
     s.add_argument("--reference", help="with --condition: HandX-format or .clips.npz file holding the reference clip")
     s.add_argument("--clip", help="with --reference: clip name (default: the first)")
-    s.add_argument("--keyframes", help="with --condition keyframes or contact: comma-separated frame indices, e.g. 0,30,59")
+    s.add_argument("--keyframes",
+                   help="with --condition keyframes or contact: comma-separated frame indices, e.g. 0,30,59")
     s.add_argument("--stages", action="store_true",
                    help="long horizon: the prompts (one per --prompts line) are consecutive stages of one motion")
     s.add_argument("--context", type=int, default=10,
@@ -75,7 +76,6 @@ def run_sample(args: argparse.Namespace) -> int:
     from handx_jax import jax_setup
 
     jax_setup.setup()
-    from handx_jax.data.handx_format import save_handx
     from handx_jax.diffusion.sampling import sample_from_workdir
 
     try:
@@ -95,17 +95,24 @@ def run_sample(args: argparse.Namespace) -> int:
         seed=args.seed, method=args.method, batch_size=args.batch_size, step=args.step,
         ema=not args.no_ema, progress=True,
     )
-    clips = {}
-    for i, (left, right, relation) in enumerate(prompts):
-        for j in range(args.num):
-            clips[f"sample_{i:04d}_{j:03d}"] = {
-                "motion": motion[i * args.num + j], "left_annotation": [left],
-                "right_annotation": [right], "interaction_annotation": [relation],
-            }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    save_handx(args.out, clips)
+    clips = _save(args.out, _prompt_clips(prompts, motion, args.num))
     print(f"wrote {len(clips)} clips of shape {tuple(motion.shape[1:])} to {args.out}")
     return 0
+
+
+def _prompt_clips(prompts, motion, num: int) -> dict:
+    """HandX-format clips `sample_<prompt>_<k>`: sample k of prompt i is row i * num + k."""
+    return {f"sample_{i:04d}_{j:03d}": {"motion": motion[i * num + j], "left_annotation": [left],
+                                        "right_annotation": [right], "interaction_annotation": [relation]}
+            for i, (left, right, relation) in enumerate(prompts) for j in range(num)}
+
+
+def _save(out: str, clips: dict) -> dict:
+    from handx_jax.data.handx_format import save_handx
+
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    save_handx(out, clips)
+    return clips
 
 
 def _reference_clip(args) -> tuple[str, np.ndarray]:
@@ -123,7 +130,6 @@ def _reference_clip(args) -> tuple[str, np.ndarray]:
 
 def _run_conditioned(args: argparse.Namespace, prompts: list[tuple[str, str, str]]) -> int:
     """`--condition MODE --reference FILE`: every sample tied to a reference clip."""
-    from handx_jax.data.handx_format import save_handx
     from handx_jax.diffusion.sampling import WorkdirSampler
 
     if not (args.condition and args.reference):
@@ -157,34 +163,25 @@ def _run_conditioned(args: argparse.Namespace, prompts: list[tuple[str, str, str
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    clips = {f"sample_{i:04d}_{j:03d}": {"motion": motion[i * args.num + j], "left_annotation": [left],
-                                         "right_annotation": [right], "interaction_annotation": [relation]}
-             for i, (left, right, relation) in enumerate(prompts) for j in range(args.num)}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    save_handx(args.out, clips)
+    clips = _save(args.out, _prompt_clips(prompts, motion, args.num))
     print(f"wrote {len(clips)} clips conditioned on {name!r} ({args.condition}) to {args.out}")
     return 0
 
 
 def _run_long_horizon(args: argparse.Namespace, stages: list[tuple[str, str, str]]) -> int:
     """`--stages`: the prompts are consecutive stages of one long motion per sample."""
-    from handx_jax.data.handx_format import save_handx
     from handx_jax.diffusion.sampling import WorkdirSampler
 
     sampler = WorkdirSampler(args.workdir, step=args.step, ema=not args.no_ema)
-    seq_len = int(sampler.config.data.seq_len)
-    if not 0 < args.context < seq_len:
-        print(f"error: --context must be between 1 and {seq_len - 1} (the model's window is {seq_len} frames)",
-              file=sys.stderr)
+    try:
+        motion = sampler.long_horizon(stages, num=args.num, context=args.context, steps=args.steps,
+                                      guidance=args.guidance, seed=args.seed, method=args.method)
+    except ValueError as err:  # e.g. a --context outside the model's window, named by the library
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    motion = sampler.long_horizon(stages, num=args.num, context=args.context, steps=args.steps,
-                                  guidance=args.guidance, seed=args.seed, method=args.method)
-    clips = {f"long_{j:03d}": {"motion": motion[j], "left_annotation": [" / ".join(s[0] for s in stages)],
-                               "right_annotation": [" / ".join(s[1] for s in stages)],
-                               "interaction_annotation": [" / ".join(s[2] for s in stages)]}
-             for j in range(args.num)}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    save_handx(args.out, clips)
+    joined = {key: [" / ".join(stage[r] for stage in stages)]
+              for r, key in enumerate(("left_annotation", "right_annotation", "interaction_annotation"))}
+    clips = _save(args.out, {f"long_{j:03d}": {"motion": motion[j], **joined} for j in range(args.num)})
     print(f"wrote {len(clips)} long clips of {motion.shape[1]} frames ({len(stages)} stages, "
           f"{args.context}-frame overlap) to {args.out}")
     return 0

@@ -162,13 +162,18 @@ def run_config(workdir: str) -> dict:
         return json.load(f)
 
 
-def latest_step(workdir: str) -> int:
+def checkpoint_steps(workdir: str) -> list[int]:
+    """Finished checkpoint steps of a run, oldest first; FileNotFoundError when there are none."""
     from handx_jax.train import checkpoint
 
     steps = checkpoint.all_steps(workdir)
     if not steps:
         raise FileNotFoundError(f"no checkpoints in {checkpoint.checkpoint_dir(workdir)}: train first")
-    return int(steps[-1])
+    return [int(s) for s in steps]
+
+
+def latest_step(workdir: str) -> int:
+    return checkpoint_steps(workdir)[-1]
 
 
 def load_split(data_dir: str, split: str, seq_len: int, num: int | None, seed: int):
@@ -215,9 +220,7 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
     data_dir = data_dir or (config.get("data") or {}).get("dir")
     if not data_dir:
         raise ValueError(f"{workdir}/config.json has no data.dir; pass --data DIR")
-    available = checkpoint.all_steps(workdir)
-    if not available:
-        raise FileNotFoundError(f"no checkpoints in {checkpoint.checkpoint_dir(workdir)}: train first")
+    available = checkpoint_steps(workdir)
     newest = available[-1]
     step = newest if step is None else int(step)
     if step not in available:
@@ -312,8 +315,9 @@ def contact_timing_checks(motion: np.ndarray, seeds: int = 20, seed: int = 0) ->
         out[f"contact_positives_{kind}"] = int(true.sum())
         out[f"C_F1_{kind}_self"] = metrics.contact_prf(motion, motion, kind)["f1"]
         for name, shuffle in shuffles.items():
-            f1 = report.summarize([metrics.prf_from_labels(metrics.contact_labels(shuffle(motion, seed * 1000 + k), kind),
-                                                           true)["f1"] for k in range(seeds)])
+            shuffled = (shuffle(motion, seed * 1000 + k) for k in range(seeds))
+            f1 = report.summarize([metrics.prf_from_labels(metrics.contact_labels(m, kind), true)["f1"]
+                                   for m in shuffled])
             out[f"C_F1_{kind}_{name}"] = f1["mean"]
             out[f"C_F1_{kind}_{name}_ci95"] = f1["ci95"]
             out[f"C_F1_{kind}_{name}_max"] = max(f1["values"])
