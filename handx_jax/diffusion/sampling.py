@@ -164,7 +164,8 @@ class WorkdirSampler:
 
         if not stages:
             raise ValueError(f"sampling {self.workdir}: no stages given")
-        texts = [text_batch_for(self.task, [triple]) for triple in stages]
+        batch = text_batch_for(self.task, list(stages))  # one tokenizer pass, then one row per stage
+        texts = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(len(stages))]
         feats = long_horizon.sample_stages(self.task, self.params, texts, num=num, context=context, steps=steps,
                                            guidance=guidance, method=method, seed=seed)
         return features_to_joints(feats, self.stats, str(self.config.data.representation))
