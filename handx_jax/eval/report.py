@@ -105,4 +105,7 @@ def append_metrics(workdir: str, record: dict) -> str:
         f.write(json.dumps(_jsonable(record)) + "\n")
         f.flush()
         os.fsync(f.fileno())
+    from handx_jax.train import metrics_log  # the same line into the run's TensorBoard / W&B
+
+    metrics_log.log_side_record(workdir, record)
     return path

@@ -33,7 +33,7 @@ from handx_jax.train.task import load_task
 
 # Optional trainer fields (beyond the contract's required ones) and their defaults.
 TRAIN_DEFAULTS = {"peak_flops": 0.0, "progress": True, "async_checkpoint": True, "min_lr_ratio": 0.0,
-                  "b1": 0.9, "b2": 0.999, "eps": 1e-8}
+                  "b1": 0.9, "b2": 0.999, "eps": 1e-8, **metrics_log.LOGGING_DEFAULTS}
 
 
 def add_trainer_defaults(config: Any) -> Any:
@@ -42,6 +42,29 @@ def add_trainer_defaults(config: Any) -> Any:
         if key not in config.train:
             config.train[key] = value
     return config
+
+
+# Fields naming the frozen inputs a run was trained on (e.g. the text tower and tokenizer
+# behind its caption embeddings): a resume that would read other inputs is refused.
+IDENTITY_FIELDS = ("model.text_key",)
+
+
+def check_resume_identity(workdir: str, config: Any) -> None:
+    """Refuse to resume `workdir` when an identity field differs from its config.json."""
+    import json
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path) or not ckpt_lib.all_steps(workdir):
+        return
+    with open(path) as f:
+        stored = json.load(f)
+    for field in IDENTITY_FIELDS:
+        section, name = field.split(".")
+        old = (stored.get(section) or {}).get(name)
+        new = config[section].get(name) if section in config else None
+        if old and new != old:
+            raise ValueError(f"{workdir} was trained with {field}={old!r}; resuming it with {new!r} would change its "
+                             "inputs mid-run (the text tower or tokenizer changed): use a new workdir")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -174,6 +197,7 @@ def train(config: Any, workdir: str, *, devices=None) -> dict:
     tc = config.train
     trainer = Trainer(config, workdir, devices)
     is_main = trainer.process_index == 0
+    check_resume_identity(workdir, config)
     if is_main:
         metrics_log.write_config(workdir, config)
     compiled = trainer.compile()
