@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "scaling",
     "quickstart",
     "bench",
+    "view",
+    "report",
 )
 
 
