@@ -1,4 +1,4 @@
-"""`handx sample` (text-to-motion from a trained run) and `handx render` (skeleton GIF)."""
+"""`handx sample` (text-to-motion from a trained run) and `handx render` (skeleton MP4 / GIF)."""
 
 from __future__ import annotations
 
@@ -41,14 +41,21 @@ def register(subparsers) -> None:
                    help="long horizon: the prompts (one per --prompts line) are consecutive stages of one motion")
     s.add_argument("--context", type=int, default=10,
                    help="with --stages: frames of the previous stage each stage continues from (default 10)")
+    s.add_argument("--view", action="store_true",
+                   help="also write a Rerun recording of the samples (OUT with .rrd; needs the [view] extra)")
     s.set_defaults(func=run_sample)
 
-    r = subparsers.add_parser("render", help="draw both hands' skeletons of a clip as a GIF",
-                              description="Render a clip of a HandX-format (or .clips.npz) file to a GIF.")
+    r = subparsers.add_parser("render", help="animate clips' skeletons (MP4 with ffmpeg, else GIF)",
+                              description="Render clips of a HandX-format (or .clips.npz) file side by side, "
+                                          "optionally beside a reference clip.")
     r.add_argument("path", help="input .npz (HandX format or .clips.npz)")
-    r.add_argument("--out", required=True, help="output .gif")
-    r.add_argument("--clip", default=None, help="clip name (default: the first)")
+    r.add_argument("--out", required=True, help="output .mp4 or .gif (no suffix: MP4 when ffmpeg is present, else GIF)")
+    r.add_argument("--clip", default=None, help="clip name, or a comma list drawn side by side (default: the first)")
+    r.add_argument("--reference", default=None, help="another file whose clip is drawn beside, as 'reference'")
+    r.add_argument("--reference-clip", default=None,
+                   help="clip of --reference (default: the same name if it has one, else its first)")
     r.add_argument("--fps", type=int, default=30)
+    r.add_argument("--size", type=float, default=3.6, help="panel width in inches (100 pixels each)")
     r.set_defaults(func=run_render)
 
 
@@ -87,9 +94,9 @@ def run_sample(args: argparse.Namespace) -> int:
         print("error: --num and --steps must be >= 1", file=sys.stderr)
         return 2
     if args.stages:
-        return _run_long_horizon(args, prompts)
+        return _view(args, _run_long_horizon(args, prompts))
     if args.condition or args.reference or args.keyframes:
-        return _run_conditioned(args, prompts)
+        return _view(args, _run_conditioned(args, prompts))
     motion = sample_from_workdir(
         args.workdir, prompts, num_per_text=args.num, steps=args.steps, guidance=args.guidance,
         seed=args.seed, method=args.method, batch_size=args.batch_size, step=args.step,
@@ -97,6 +104,22 @@ def run_sample(args: argparse.Namespace) -> int:
     )
     clips = _save(args.out, _prompt_clips(prompts, motion, args.num))
     print(f"wrote {len(clips)} clips of shape {tuple(motion.shape[1:])} to {args.out}")
+    return _view(args, 0)
+
+
+def _view(args, rc: int) -> int:
+    """`--view`: after a successful run, every sample (and the reference) in one .rrd."""
+    if rc != 0 or not getattr(args, "view", False):
+        return rc
+    from handx_jax.commands import view
+
+    try:
+        summary = view.view_clips(args.out, clip_names=view.load_names(args.out)[:8], reference=args.reference,
+                                  reference_clip=args.clip)
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"error: --view: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {summary['path']} ({len(summary['clips'])} clips); open it with: rerun {summary['path']}")
     return 0
 
 
@@ -188,20 +211,16 @@ def _run_long_horizon(args: argparse.Namespace, stages: list[tuple[str, str, str
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from handx_jax.data import store
-    from handx_jax.diffusion.render import render_gif
+    from handx_jax.diffusion.render import Panel, render_panels
+    from handx_jax.viz import clips as clips_lib
 
-    clips = store.load_any(args.path)
-    if not clips:
-        print(f"error: {args.path} holds no clips", file=sys.stderr)
+    try:
+        shown = clips_lib.load_shown(args.path, args.clip.split(",") if args.clip else None,
+                                     reference=args.reference, reference_clip=args.reference_clip)
+        path = render_panels([Panel(c.motion, c.name, c.captions) for c in shown], args.out, fps=args.fps,
+                             size=args.size, progress=True)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    name = args.clip or next(iter(clips))
-    if name not in clips:
-        print(f"error: {args.path} has no clip {name!r} (first few: {', '.join(list(clips)[:5])})", file=sys.stderr)
-        return 2
-    clip = clips[name]
-    title = " | ".join(str(clip[k][0]) for k in ("left_annotation", "right_annotation", "interaction_annotation")
-                       if clip.get(k))
-    render_gif(clip["motion"], args.out, title=f"{name}: {title}" if title else name, fps=args.fps)
-    print(f"wrote {args.out} ({clip['motion'].shape[0]} frames of {name})")
+    print(f"wrote {path} ({', '.join(f'{c.name}: {len(c.motion)} frames' for c in shown)})")
     return 0

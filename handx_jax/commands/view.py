@@ -25,33 +25,18 @@ def default_out(path: str) -> str:
     return stem + ".rrd"
 
 
-def pick(clips: dict, names: list[str] | None, path: str) -> list[str]:
-    """Clip names to show; ValueError naming the file and the missing clip."""
-    if not clips:
-        raise ValueError(f"{path} holds no clips")
-    names = names or [next(iter(clips))]
-    for name in names:
-        if name not in clips:
-            raise ValueError(f"{path} has no clip {name!r} (first few: {', '.join(list(clips)[:5])})")
-    return names
+def load_names(path: str) -> list[str]:
+    from handx_jax.data import store
+
+    return list(store.load_any(path))
 
 
 def view_clips(path: str, *, clip_names: list[str] | None = None, reference: str | None = None,
                reference_clip: str | None = None, out: str | None = None) -> dict:
     """Load, pick and record; returns `rerun_view.write_recording`'s summary."""
-    from handx_jax.data import store
-    from handx_jax.viz import rerun_view
+    from handx_jax.viz import clips, rerun_view
 
-    clips = store.load_any(path)
-    names = pick(clips, clip_names, path)
-    shown = [rerun_view.ViewClip(rerun_view.entity_name(n), clips[n]["motion"], rerun_view.clip_captions(clips[n]))
-             for n in names]
-    if reference:
-        ref_clips = store.load_any(reference)
-        ref_name = reference_clip or (names[0] if names[0] in ref_clips else None)
-        ref_name = pick(ref_clips, [ref_name] if ref_name else None, reference)[0]
-        shown.append(rerun_view.ViewClip("reference", ref_clips[ref_name]["motion"],
-                                         rerun_view.clip_captions(ref_clips[ref_name])))
+    shown = clips.load_shown(path, clip_names, reference=reference, reference_clip=reference_clip)
     return rerun_view.write_recording(out or default_out(path), shown)
 
 

@@ -10,35 +10,14 @@ optional `rerun-sdk` (`pip install -e '.[view]'`); open the file with `rerun FIL
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
 
 from handx_jax.hand import skeleton
 from handx_jax.viz import contacts as contacts_lib
+from handx_jax.viz.clips import ShownClip
 from handx_jax.viz import style
-
-CAPTION_KEYS = ("left_annotation", "right_annotation", "interaction_annotation")
-
-
-@dataclasses.dataclass
-class ViewClip:
-    """One clip to show: an entity-path-safe `name`, motion (T, 2, 21, 3), three captions."""
-
-    name: str
-    motion: np.ndarray
-    captions: tuple[str, str, str] = ("", "", "")
-
-
-def clip_captions(clip: dict) -> tuple[str, str, str]:
-    """The first left / right / relation description of a clip dict (empty when missing)."""
-    out = []
-    for key in CAPTION_KEYS:
-        values = clip.get(key)
-        out.append(str(values[0]) if values is not None and len(values) else "")
-    return tuple(out)
-
 
 def _require_rerun():
     try:
@@ -48,7 +27,7 @@ def _require_rerun():
     return rerun
 
 
-def _check(clip: ViewClip) -> np.ndarray:
+def _check(clip: ShownClip) -> np.ndarray:
     motion = np.asarray(clip.motion, np.float32)
     if motion.ndim != 4 or motion.shape[1:] != (2, 21, 3):
         raise ValueError(f"view: clip {clip.name!r} motion must be (T, 2, 21, 3), got {motion.shape}")
@@ -71,7 +50,7 @@ def _blueprint(rr, names: list[str]):
     return rrb.Blueprint(rrb.Horizontal(*columns), collapse_panels=True)
 
 
-def write_recording(out_path: str, clips: list[ViewClip], *, fps: int = skeleton.FPS,
+def write_recording(out_path: str, clips: list[ShownClip], *, fps: int = skeleton.FPS,
                     application_id: str = "handx_view") -> dict:
     """Write `clips` to one `.rrd` (atomically: temp name, then rename); returns a summary
     `{"path", "clips", "frames": {name: T}, "contact_frames": {name: frames with a contact}}`."""
@@ -102,7 +81,7 @@ def write_recording(out_path: str, clips: list[ViewClip], *, fps: int = skeleton
     return summary
 
 
-def _log_clip(rr, rec, clip: ViewClip, motion: np.ndarray, fps: int) -> np.ndarray:
+def _log_clip(rr, rec, clip: ShownClip, motion: np.ndarray, fps: int) -> np.ndarray:
     root = f"/{clip.name}"
     rec.log(f"{root}/captions", rr.TextDocument(_caption_markdown(clip.captions), media_type="text/markdown"),
             static=True)
@@ -128,8 +107,3 @@ def _log_clip(rr, rec, clip: ViewClip, motion: np.ndarray, fps: int) -> np.ndarr
         rec.log(f"{root}/contact_count", rr.Scalars(float(contact_tp[t].sum())))
     return contact_tp
 
-
-def entity_name(text: str) -> str:
-    """A clip name as one entity-path part (letters, digits, `_`, `-`)."""
-    safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in text)
-    return safe or "clip"

@@ -62,3 +62,18 @@ def test_view_names_a_missing_clip(tmp_path, capsys):
     assert cli.main(["view", path, "--clip", "nope"]) == 2
     assert f"{path} has no clip 'nope'" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "s.rrd")
+
+
+def test_sample_view_records_every_sample(tmp_path, capsys):
+    import argparse
+
+    from handx_jax.commands import generate
+
+    path = str(tmp_path / "samples.npz")
+    store.save_clips(path, clips_with_contact(3))
+    args = argparse.Namespace(view=True, out=path, reference=None, clip=None)
+    assert generate._view(args, 0) == 0  # what `handx sample --view` runs after writing its samples
+    assert "open it with: rerun" in capsys.readouterr().out
+    entities = _frames_by_entity(str(tmp_path / "samples.rrd"))
+    assert {f"/clip_{i:04d}/left/joints" for i in range(3)} <= set(entities)
+    assert generate._view(argparse.Namespace(view=True, out=path), 1) == 1  # a failed run records nothing more
