@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--metrics", default="R@3,FID", help="comma list of eval metrics to show")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_status)
+    from handx_jax.commands import plan as plan_command
+
+    plan_command.register_sweep(sweep_sub)
     sweep.set_defaults(func=lambda args: _help(sweep))
 
     scaling = subparsers.add_parser("scaling", help="fit and plot scaling laws from run directories")
