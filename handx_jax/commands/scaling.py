@@ -35,10 +35,12 @@ def register(subparsers) -> None:
     g.add_argument("--repo-dir", default="~/handx-jax", help="checkout path on the TPU VMs")
     p.set_defaults(func=cmd_launch)
 
-    p = sweep_sub.add_parser("status", help="done / running / failed points of a sweep directory")
+    p = sweep_sub.add_parser("status", help="per point: stage, step / total, losses, elapsed and time left")
     p.add_argument("out", help="sweep directory")
     p.add_argument("--metrics", default="R@3,FID", help="comma list of eval metrics to show")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--watch", type=float, nargs="?", const=10.0, default=None, metavar="SECONDS",
+                   help="redraw every SECONDS (default 10) until every point is done or failed")
     p.set_defaults(func=cmd_status)
     from handx_jax.commands import plan as plan_command
 
@@ -128,19 +130,21 @@ def _print_plan(manifest: dict) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from handx_jax.scaling import launch
+    from handx_jax.scaling import progress
 
+    metrics = tuple(m for m in args.metrics.split(",") if m)
     try:
-        rows = launch.sweep_status(args.out)
+        if args.watch is not None:
+            return progress.watch(args.out, interval=max(args.watch, 0.5), metrics=metrics)
+        state = progress.sweep_progress(args.out)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    evaluator = launch.read_status(os.path.abspath(args.out), launch.EVALUATOR_ID)
     if args.json:
-        print(json.dumps({"evaluator": evaluator, "points": rows}, indent=2))
+        print(json.dumps({"evaluator": state["evaluator"], "points": state["points"],
+                          "eta_seconds": state["eta_seconds"]}, indent=2))
     else:
-        print(f"evaluator: {evaluator['state']}" + (f" ({evaluator['detail']})" if evaluator.get("detail") else ""))
-        print(launch.format_status(rows, tuple(m for m in args.metrics.split(",") if m)))
+        print(progress.format_progress(state, metrics))
     return 0
 
 
