@@ -3,7 +3,7 @@
 synthetic clips -> rules captions -> tokenizer -> a briefly trained evaluator, a second
 one whose frozen text tower is the diffusion text encoder, and an XS diffusion model (plus
 an untrained twin as a baseline) -> samples -> replicated evaluation
--> a GIF -> `DIR/report.md` with the metrics table and every path it made.
+-> a GIF -> `DIR/report.md` with the metrics table and every path it made, and `DIR/report.html`.
 
 Budgeted for about 8 minutes on 2 CPU cores (the limit is 15). Every step depends on
 another stage of the project; a step whose code is missing stops the run with an error
@@ -239,12 +239,16 @@ def run_quickstart(out: str, settings: Settings) -> dict:
 
     with timer.step("GIF"):
         render_gif = _require("handx_jax.diffusion.render", "render_gif", "GIF")
-        paths["gif"] = render_gif(motion[0], os.path.join(out, "sample_00.gif"),
-                                  title=" | ".join(prompts[0]), fps=30)
+        paths["gif"] = render_gif(motion[0], os.path.join(out, "sample_00.gif"), title="sample_00",
+                                  captions=prompts[0], fps=30)
 
     total = time.perf_counter() - timer.start
     paths["report"] = os.path.join(out, "report.md")
     report.write_text(paths["report"], render_report(result, paths, timer.times, total, s, prompts[0]))
+    from handx_jax.report import html as html_report  # the same run as one self-contained HTML page
+
+    paths["html_report"] = html_report.write_run_report(run_dir, os.path.join(out, "report.html"),
+                                                        renders=[(paths["gif"], prompts[0])], title="handx quickstart")
     summary = {"paths": paths, "seconds": timer.times, "total_seconds": total, "result": result}
     report.write_json(os.path.join(out, "quickstart.json"), summary)
     return summary
