@@ -4,8 +4,8 @@ Prints one table:
 - contact events (within a hand: thumb on a fingertip; between hands: fingertip on the
   other palm, fingertip on fingertip, palm on palm): event-level precision, recall and F1,
   an event matching a ground-truth interval of the same pair at IoU >= 0.5 (one-to-one);
-- per-finger flexion state accuracy, frame-wise (state of the finger's mean joint angle,
-  measured vs intended), and per joint;
+- per-finger flexion state accuracy, frame-wise (`descriptors.finger_state`: the MCP's
+  hyperextension, else the most bent joint; measured vs intended), and per joint;
 - wrist movement direction accuracy: for every intended translation of a wrist, the
   direction of the measured event that overlaps it most on that axis (none = wrong), and
   frame-wise over the frames of intended translations (plus how often the speed band of a
@@ -78,20 +78,27 @@ class EventScore:
         return p, r, 2 * p * r / max(p + r, 1e-12)
 
 
-def _pred(events) -> list[tuple[int, int]]:
-    return [(e["start"], e["end"]) for e in events if e.get("constant_des") == "Contact"]
-
-
 def contact_scores(docs, names, gt) -> dict[str, EventScore]:
-    """Event scores per contact kind (intra, tip_palm, tip_tip, palm_palm)."""
-    from handx_jax.annotate import features as F
+    """Event scores per contact kind (intra, tip_palm, tip_tip, palm_palm).
+
+    Contact intervals come from the event JSON (`events.contact_spans`): fingertip contacts
+    are events with inclusive end frames; fingertip-palm and palm-palm contacts are the
+    frames a graded family's events put in the "Contact" state.
+    """
+    from handx_jax.annotate import events as E
+    from handx_jax.hand import geometry as G
     scores = {k: EventScore() for k in ("intra", "tip_palm", "tip_tip", "palm_palm")}
-    fingers = F.FLEX_FINGERS
+    fingers = G.FINGERS
     for i, (doc, name) in enumerate(zip(docs, names)):
+        frames = doc["frame_count"]
+
+        def _pred(events, inclusive=False):
+            return E.contact_spans(events, frames, inclusive)
+
         for h, hand in enumerate(("left", "right")):
             got = doc[f"{hand}_hand_events"]["finger_tip_contact"]
-            for k, tip in enumerate(F.INTRA_TIPS):
-                scores["intra"].add(_pred(got.get(f"{tip}_tip, thumb_tip", [])),
+            for k, tip in enumerate(G.INTRA_TIPS):
+                scores["intra"].add(_pred(got.get(f"{tip}_tip, thumb_tip", []), True),
                                     _intervals(gt["intra_contact"][i, :, h, k]),
                                     (name, hand, tip))
         rel = doc["two_hand_relationships"]
@@ -104,7 +111,7 @@ def contact_scores(docs, names, gt) -> dict[str, EventScore]:
         for a, fa in enumerate(fingers):
             for b, fb in enumerate(fingers):
                 key = f"left_{fa}_tip, right_{fb}_tip"
-                scores["tip_tip"].add(_pred(rel["finger_tip_contact"].get(key, [])),
+                scores["tip_tip"].add(_pred(rel["finger_tip_contact"].get(key, []), True),
                                       _intervals(gt["inter_tip_contact"][i, :, a, b]),
                                       (name, key))
         scores["palm_palm"].add(
@@ -149,11 +156,10 @@ def wrist_scores(docs, records):
 
 
 def flexion_accuracy(measured, true):
-    from handx_jax.annotate import events as E
-    finger = float(np.mean(E.finger_state(measured) == E.finger_state(true)))
-    edges = np.asarray(E.FLEX_EDGES)
-    joint = float(np.mean(np.searchsorted(edges, measured, side="right")
-                          == np.searchsorted(edges, true, side="right")))
+    from handx_jax.hand import descriptors as D
+    finger = float(np.mean(D.finger_state(measured) == D.finger_state(true)))
+    joint = float(np.mean(D.state_index(measured, D.FLEX_EDGES)
+                          == D.state_index(true, D.FLEX_EDGES)))
     return finger, joint
 
 

@@ -1,320 +1,293 @@
-"""Event segmentation of motion features into HandX's per-clip JSON (DESIGN section 6).
+"""HandX's event segmentation of motion features into its per-clip JSON, vectorised.
 
-An event is `{start, end, start_des, end_des, v_des}` (a state change at a speed) or
-`{start, end, constant_des}` (a held state); wrist trajectory events are
-`{start, end, direction, v_des}` as in HandX. Frames are `[start, end)` (end exclusive,
-so a state held for a whole 60-frame clip is `0..60`).
+Graded families (flexion, spacing, fingertip-palm and palm-palm distance, palm relative
+position) and the wrist follow HandX's released segmentation: from each start frame i (in
+order) the longest window [i, j) that is at least `min_len` frames long, changes by at least
+`delta` between its first and last frame, has >= 80 % of its frame velocities of one sign
+(velocity of frame t = (x_t - x_(t-1)) * fps, 0 at frame 0; a zero counts for either sign;
+changes within `STILL_STEP` count as zero),
+and starts and ends in different states, is an event `{start, end, start_des, end_des,
+v_des}` (end exclusive; speed from the window's mean velocity), and the search resumes at j;
+otherwise at i + 1. A graded signal with no event gets one whole-clip event with the state
+of its mean. The wrist needs no state change and reports `{start, end, direction, v_des}`.
+Contacts (fingertip on fingertip, within a hand and across hands) are the runs of frames
+with distance <= 2 cm, written `{start, end, constant_des: "Contact"}` with the end frame
+*inclusive*, as HandX writes them; no minimum length.
 
-Rules: an event lasts at least 6 frames (4 for wrist and relative position; contact runs
-first have gaps of <= 2 frames closed); a moving
-event needs >= 80 % of its frame-to-frame velocities of one sign; contacts are segmented
-first and take their frames away from the proximity events of the same pair.
+Deliberate differences from HandX's released code (docs/annotate.md): the paper's
+hyperextension band (< -20 degrees), fixed palm points (in the features), the wrist's sign
+test counts only its own sign (zeros count for neither, so a still wrist never gets a
+direction), changes below float precision count as zero velocity, and right-hand fingertips against the left palm are segmented with the same
+parameters as left-hand fingertips.
 
-States and run boundaries are computed for all signals of a clip at once with numpy;
-Python only walks the (few) runs.
+All windows of all signals of a batch are scored at once with numpy; Python only walks the
+chosen events and writes the JSON.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from handx_jax.annotate import features as F
-from handx_jax.hand import skeleton
+from handx_jax.hand import descriptors as D
+from handx_jax.hand import geometry as G
 
-FPS = skeleton.FPS
-MIN_LEN = 6
-MIN_LEN_SHORT = 4  # wrist trajectory and palm relative position
-SIGN_CONSISTENCY = 0.8
-CONTACT_MIN_LEN = MIN_LEN  # contacts follow the general 6-frame minimum
-CONTACT_GAP = 2  # contact runs separated by <= this many frames are one contact
-
-DEG = np.pi / 180.0
-FLEX_EDGES = (-20 * DEG, 30 * DEG, 60 * DEG)
-FLEX_LABELS = ("Hyperextended", "Fully extended", "Partially bent", "Fully bent")
-FLEX_SPEED = (0.15, 1.3)  # rad/s
-SPACING_EDGES = (20 * DEG,)
-SPACING_LABELS = ("Closed", "Open")
-SPACING_SPEED = (0.03, 1.3)  # rad/s
-TIP_CONTACT = 0.02  # m
-TIP_PALM_EDGES = (0.025, 0.035)
-TIP_PALM_LABELS = ("Contact", "Near", "Far")
-PALM_EDGES = (0.04, 0.08, 0.12)
-PALM_LABELS = ("Contact", "Near", "Medium", "Far")
-DIST_SPEED = (0.025, 0.07)  # m/s
-ALIGN = 0.02  # m
-WRIST_MOVE = 0.03  # m
-WRIST_SPEED = (0.03, 0.15)  # m/s
-SPEED_LABELS = ("Slow", "Medium", "Fast")
-VELOCITY_EPS = {"angle": 0.02, "distance": 0.002, "wrist": 0.01}  # sign dead band per s
-WRIST_SMOOTH = 5  # frames of the centred moving average the wrist's direction is read from
-
-HANDS = ("left", "right")
+FPS = D.FPS
+HANDS = D.HANDS
 HAND_KEYS = ("finger_flexing", "finger_spacing", "finger_tip_contact", "wrist_trajectory")
 RELATION_KEYS = ("finger_tip_contact", "finger_palm_distance", "palm_palm_distance",
                  "palm_palm_relative_position")
-WRIST_AXES = (("left-right", "left-to-right", "right-to-left"),
-              ("front-back", "back-to-front", "front-to-back"),
-              ("down-up", "down-to-up", "up-to-down"))
-RELATIVE_AXES = (("left-right", "RIGHT", "LEFT"), ("front-back", "FRONT", "BACK"),
-                 ("up-down", "UP", "DOWN"))
-# Joints reported under finger_flexing, as HandX keys them (the thumb CMC is not).
+# Joints reported under finger_flexing, keyed by joint name as HandX keys them (the thumb
+# CMC is not reported): (finger index, joint index, name).
 FLEX_REPORTED = tuple((f_i, j_i, f"{finger}_{name}")
-                      for f_i, finger in enumerate(F.FLEX_FINGERS)
-                      for j_i, name in enumerate(F.FLEX_JOINT_NAMES[f_i])
+                      for f_i, finger in enumerate(G.FINGERS)
+                      for j_i, name in enumerate(G.FLEX_JOINT_NAMES[f_i])
                       if not (finger == "thumb" and name == "cmc"))
+_FLEX_F = np.array([f for f, _, _ in FLEX_REPORTED])
+_FLEX_J = np.array([j for _, j, _ in FLEX_REPORTED])
 
 
-def speed_label(speed: float, bands: tuple[float, float]) -> str:
-    """Slow / Medium / Fast for a speed against (slow_below, medium_below)."""
-    return SPEED_LABELS[int(np.searchsorted(bands, speed, side="right"))]
+def window_ends(values: np.ndarray, spec: D.Graded, strict_sign: bool = False) -> np.ndarray:
+    """For every row and start frame i of values (S, T), the end j of the longest valid
+    window [i, j), or -1 (S, T) int.
 
-
-def runs(mask_or_codes: np.ndarray) -> list[list[tuple[int, int, int]]]:
-    """Run-length encode each row of an integer array (S, T): per row [(value, start, end)]."""
-    codes = np.asarray(mask_or_codes)
-    rows, length = codes.shape
-    change = np.ones((rows, length), dtype=bool)
-    change[:, 1:] = codes[:, 1:] != codes[:, :-1]
-    r_idx, starts = np.nonzero(change)
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:]
-    last = np.ones(len(starts), dtype=bool)
-    last[:-1] = r_idx[1:] != r_idx[:-1]
-    ends[last] = length
-    values = codes[r_idx, starts]
-    out: list[list[tuple[int, int, int]]] = [[] for _ in range(rows)]
-    for r, v, s, e in zip(r_idx.tolist(), values.tolist(), starts.tolist(), ends.tolist()):
-        out[r].append((v, s, e))
-    return out
-
-
-def close_gaps(mask: np.ndarray, gap: int) -> np.ndarray:
-    """Fill False runs of length <= gap that lie between True frames (per row of (S, T))."""
-    mask = np.asarray(mask, dtype=bool)
-    if gap <= 0:
-        return mask
-    out = mask.copy()
-    for r, row_runs in enumerate(runs(mask.astype(np.int8))):
-        for k, (v, s, e) in enumerate(row_runs):
-            if v == 0 and 0 < k < len(row_runs) - 1 and e - s <= gap:
-                out[r, s:e] = True
-    return out
-
-
-def contact_intervals(mask: np.ndarray, min_len: int = CONTACT_MIN_LEN,
-                      gap: int = CONTACT_GAP) -> list[list[tuple[int, int]]]:
-    """Contact intervals [(start, end)] per row of a boolean (S, T) mask."""
-    closed = close_gaps(mask, gap)
-    return [[(s, e) for v, s, e in row if v == 1 and e - s >= min_len]
-            for row in runs(closed.astype(np.int8))]
-
-
-def moving_segments(values: np.ndarray, eps: float, min_len: int,
-                    consistency: float = SIGN_CONSISTENCY) -> list[list[tuple[int, int, int]]]:
-    """Monotone stretches per row of (S, T): [(sign, start_frame, end_frame_exclusive)].
-
-    Velocity runs of one sign are merged across short gaps while >= `consistency` of the
-    merged velocities keep that sign; stretches shorter than `min_len` frames are dropped
-    and overlaps resolved in favour of the longer stretch.
+    `strict_sign`: zero velocities count for neither sign (the wrist); otherwise for both
+    (HandX's test).
     """
-    vel = np.diff(values, axis=-1) * FPS
-    sign = np.where(vel > eps, 1, np.where(vel < -eps, -1, 0)).astype(np.int8)
-    out = []
-    for row_runs in runs(sign):
-        candidates = []
-        for target in (1, -1):
-            cur = None  # [start, end, count]
-            for v, s, e in row_runs:
-                if v != target:
-                    continue
-                if cur is not None and (cur[2] + e - s) >= consistency * (e - cur[0]):
-                    cur = [cur[0], e, cur[2] + e - s]
-                    continue
-                if cur is not None:
-                    candidates.append((target, cur[0], cur[1]))
-                cur = [s, e, e - s]
-            if cur is not None:
-                candidates.append((target, cur[0], cur[1]))
-        # velocity run [a, b) spans frames a..b, i.e. [a, b + 1)
-        candidates = [(sg, a, b + 1) for sg, a, b in candidates if b + 1 - a >= min_len]
-        candidates.sort(key=lambda c: (-(c[2] - c[1]), c[1]))
-        kept: list[tuple[int, int, int]] = []
-        for c in candidates:
-            if all(c[2] <= k[1] + 1 or c[1] >= k[2] - 1 for k in kept):
-                kept.append(c)
-        out.append(sorted(kept, key=lambda c: c[1]))
-    return out
+    x = np.asarray(values, dtype=np.float64)
+    rows, length = x.shape
+    vel = np.zeros_like(x)
+    vel[:, 1:] = _steps(x)
+    pos = np.zeros((rows, length + 1), np.int16)
+    neg = np.zeros((rows, length + 1), np.int16)
+    np.cumsum(vel > 0, axis=-1, out=pos[:, 1:])
+    np.cumsum(vel < 0, axis=-1, out=neg[:, 1:])
+    # pairs (i, e) with e = j - 1 the window's last frame
+    n_len = np.arange(length)[None, :] - np.arange(length)[:, None] + 1  # (T, T)
+    ok = n_len >= spec.min_len
+    valid = ok[None] & (np.abs(x[:, None, :] - x[:, :, None]) >= spec.delta)
+    if spec.edges:
+        state = D.state_index(x, spec.edges).astype(np.int8)
+        valid &= state[:, None, :] != state[:, :, None]
+    n_pos = pos[:, None, 1:] - pos[:, :-1, None]  # (S, T, T) velocities i..e
+    n_neg = neg[:, None, 1:] - neg[:, :-1, None]
+    if strict_sign:
+        valid &= (5 * n_pos >= 4 * n_len) | (5 * n_neg >= 4 * n_len)
+    else:
+        valid &= (5 * n_neg <= n_len) | (5 * n_pos <= n_len)
+    last = length - 1 - np.argmax(valid[..., ::-1], axis=-1)  # (S, T) last valid e
+    return np.where(valid.any(axis=-1), last + 1, -1)
 
 
-def graded_events(values: np.ndarray, edges, labels, speed_bands, eps: float,
-                  min_len: int = MIN_LEN, blocked: np.ndarray | None = None) -> list[list[dict]]:
-    """Events per row of a graded signal (S, T): state changes and held states.
-
-    A monotone stretch whose start and end states differ is a moving event (speed from its
-    mean absolute velocity); frames outside moving events whose state is held for
-    `min_len` frames form constant events. `blocked` (S, T) frames (e.g. contacts reported
-    elsewhere) take part in neither.
+def segment(values: np.ndarray, spec: D.Graded, strict_sign: bool = False) -> list[list]:
+    """Events per row of values (S, T): [(start, end, sign, speed index, start state,
+    end state)] in order; rows with no event and `spec.constant` get
+    [(0, T, 0, -1, mean state, mean state)]. States are band indices of `spec.edges`.
     """
-    values = np.asarray(values, dtype=np.float64)
-    states = np.searchsorted(np.asarray(edges), values, side="right")
-    blocked = np.zeros(values.shape, bool) if blocked is None else blocked
-    vel = np.abs(np.diff(values, axis=-1)) * FPS
-    out = []
-    moving = moving_segments(values, eps, min_len)
-    for r in range(values.shape[0]):
-        events, covered = [], blocked[r].copy()
-        for _, a, b in moving[r]:
-            if covered[a:b].any():
-                # keep the part before the first blocked frame, if long enough
-                free = np.flatnonzero(covered[a:b])
-                b = a + int(free[0])
-                if b - a < min_len:
-                    continue
-            s0, s1 = int(states[r, a]), int(states[r, b - 1])
-            if s0 == s1:
-                continue
-            events.append({"start": a, "end": b, "start_des": labels[s0], "end_des": labels[s1],
-                           "v_des": speed_label(float(vel[r, a:b - 1].mean()), speed_bands)})
-            covered[a:b] = True
-        codes = np.where(covered, -1, states[r])[None]
-        for v, s, e in runs(codes)[0]:
-            if v >= 0 and e - s >= min_len:
-                events.append({"start": s, "end": e, "constant_des": labels[v]})
-        out.append(sorted(events, key=lambda ev: ev["start"]))
+    x = np.asarray(values, dtype=np.float64)
+    rows, length = x.shape
+    out: list[list] = [[] for _ in range(rows)]
+    # Rows whose total range is below delta (or whose state never changes) have no window.
+    active = np.ptp(x, axis=-1) >= spec.delta
+    if spec.edges:
+        state = D.state_index(x, spec.edges)
+        active &= state.min(axis=-1) != state.max(axis=-1)
+    idx = np.flatnonzero(active)
+    if idx.size:
+        ends = np.concatenate([window_ends(x[idx[a:a + 256]], spec, strict_sign)
+                               for a in range(0, idx.size, 256)])
+        found_r, found_s, found_e = [], [], []
+        cur = np.zeros(idx.size, np.int64)
+        alive = np.ones(idx.size, bool)
+        ar = np.arange(idx.size)
+        while alive.any():
+            a = ar[alive]
+            j = ends[a, cur[a]]
+            hit = j > 0
+            found_r.append(a[hit])
+            found_s.append(cur[a][hit])
+            found_e.append(j[hit])
+            cur[a] = np.where(hit, j, cur[a] + 1)
+            alive[a] = cur[a] < length
+        r = idx[np.concatenate(found_r)]
+        s = np.concatenate(found_s)
+        e = np.concatenate(found_e)
+        first = np.where(s > 0, x[r, np.maximum(s - 1, 0)], x[r, 0])
+        mean_v = (x[r, e - 1] - first) * FPS / (e - s)  # velocities s..e-1 sum to a difference
+        speed = D.speed_index(mean_v, spec.speed)
+        vel = _steps(x[idx])
+        where = np.searchsorted(idx, r)
+        n_pos = _count_between(vel > 0, where, s, e)
+        n_neg = _count_between(vel < 0, where, s, e)
+        if strict_sign:
+            sign = np.where(5 * n_pos >= 4 * (e - s), 1, -1)
+        else:
+            sign = np.where(5 * n_neg <= e - s, 1, -1)
+        st0 = D.state_index(x[r, s], spec.edges) if spec.edges else np.zeros_like(s)
+        st1 = D.state_index(x[r, e - 1], spec.edges) if spec.edges else np.zeros_like(s)
+        order = np.lexsort((s, r))
+        for k in order.tolist():
+            out[int(r[k])].append((int(s[k]), int(e[k]), int(sign[k]), int(speed[k]),
+                                   int(st0[k]), int(st1[k])))
+    if spec.constant:
+        empty = [k for k in range(rows) if not out[k]]
+        if empty:
+            mean_state = D.state_index(x[empty].mean(axis=-1), spec.edges)
+            for k, st in zip(empty, mean_state.tolist()):
+                out[k].append((0, length, 0, -1, int(st), int(st)))
     return out
 
 
-def finger_state(flexion: np.ndarray) -> np.ndarray:
-    """Per-finger state index (..., 5) from joint angles (..., 5, 3): the mean angle's band."""
-    return np.searchsorted(np.asarray(FLEX_EDGES), flexion.mean(axis=-1), side="right")
+def _steps(x: np.ndarray) -> np.ndarray:
+    """Frame-to-frame changes (S, T - 1), those within `STILL_STEP` of zero set to zero."""
+    step = np.diff(x, axis=-1)
+    step[np.abs(step) <= D.STILL_STEP] = 0.0
+    return step
 
 
-def _contact_events(intervals) -> list[dict]:
-    return [{"start": s, "end": e, "constant_des": "Contact"} for s, e in intervals]
+def _count_between(flags: np.ndarray, rows: np.ndarray, start: np.ndarray,
+                   end: np.ndarray) -> np.ndarray:
+    """Number of True among the velocities of frames start..end-1 (velocity of frame t is
+    flags[t - 1]; frame 0 has velocity 0) for each (row, start, end)."""
+    csum = np.zeros((flags.shape[0], flags.shape[1] + 1), np.int64)
+    np.cumsum(flags, axis=-1, out=csum[:, 1:])
+    return csum[rows, end - 1] - csum[rows, np.maximum(start - 1, 0)]
 
 
-def _blocked_from(intervals, length: int) -> np.ndarray:
-    mask = np.zeros(length, dtype=bool)
-    for s, e in intervals:
-        mask[s:e] = True
-    return mask
-
-
-def clip_events(features: dict[str, np.ndarray], i: int) -> dict:
-    """The HandX event JSON of clip `i` of a batch of features (`extract_features`)."""
-    flex = features["flexion"][i]  # (T, 2, 5, 3)
-    frames = flex.shape[0]
-    result: dict = {"frame_count": int(frames)}
-    # --- per hand
-    spacing = features["spacing"][i]
-    intra = features["intra_tip_dist"][i]
-    wrist = features["wrist"][i]
-    flex_rows = np.stack([flex[:, h, f, j] for h in range(2) for f, j, _ in FLEX_REPORTED])
-    flex_ev = graded_events(flex_rows, FLEX_EDGES, FLEX_LABELS, FLEX_SPEED,
-                            VELOCITY_EPS["angle"])
-    spacing_ev = graded_events(spacing.transpose(1, 2, 0).reshape(-1, frames), SPACING_EDGES,
-                               SPACING_LABELS, SPACING_SPEED, VELOCITY_EPS["angle"])
-    intra_iv = contact_intervals(intra.transpose(1, 2, 0).reshape(-1, frames) < TIP_CONTACT)
-    wrist_ev = wrist_events(wrist.transpose(1, 2, 0).reshape(-1, frames))
-    n_flex = len(FLEX_REPORTED)
-    for h, hand in enumerate(HANDS):
-        hand_ev = {k: {} for k in HAND_KEYS}
-        for k, (_, _, name) in enumerate(FLEX_REPORTED):
-            if flex_ev[h * n_flex + k]:
-                hand_ev["finger_flexing"][name] = flex_ev[h * n_flex + k]
-        for k, (a, b) in enumerate(F.SPACING_PAIRS):
-            if spacing_ev[h * 3 + k]:
-                hand_ev["finger_spacing"][f"{a}, {b}"] = spacing_ev[h * 3 + k]
-        for k, tip in enumerate(F.INTRA_TIPS):
-            if intra_iv[h * 4 + k]:
-                hand_ev["finger_tip_contact"][f"{tip}_tip, thumb_tip"] = _contact_events(
-                    intra_iv[h * 4 + k])
-        for k, (axis, _, _) in enumerate(WRIST_AXES):
-            if wrist_ev[h * 3 + k]:
-                hand_ev["wrist_trajectory"][axis] = wrist_ev[h * 3 + k]
-        result[f"{hand}_hand_events"] = hand_ev
-    # --- between hands
-    rel = {k: {} for k in RELATION_KEYS}
-    inter = features["inter_tip_dist"][i].reshape(frames, 25).T  # (25, T) left i, right j
-    for k, iv in enumerate(contact_intervals(inter < TIP_CONTACT)):
-        if iv:
-            a, b = F.FLEX_FINGERS[k // 5], F.FLEX_FINGERS[k % 5]
-            rel["finger_tip_contact"][f"left_{a}_tip, right_{b}_tip"] = _contact_events(iv)
-    tip_palm = features["tip_palm_dist"][i].transpose(1, 2, 0).reshape(10, frames)
-    tp_contact = contact_intervals(tip_palm < TIP_PALM_EDGES[0])
-    blocked = np.stack([_blocked_from(iv, frames) for iv in tp_contact])
-    tp_ev = graded_events(tip_palm, TIP_PALM_EDGES, TIP_PALM_LABELS, DIST_SPEED,
-                          VELOCITY_EPS["distance"], blocked=blocked)
-    for k in range(10):
-        hand, other = HANDS[k // 5], HANDS[1 - k // 5]
-        events = sorted(_contact_events(tp_contact[k]) + tp_ev[k], key=lambda e: e["start"])
-        if events:
-            rel["finger_palm_distance"][f"{hand}_{F.FLEX_FINGERS[k % 5]}_tip, {other}_palm"] = events
-    palm = features["palm_palm_dist"][i][None]
-    pp_contact = contact_intervals(palm < PALM_EDGES[0])
-    pp_ev = graded_events(palm, PALM_EDGES, PALM_LABELS, DIST_SPEED, VELOCITY_EPS["distance"],
-                          blocked=_blocked_from(pp_contact[0], frames)[None])
-    events = sorted(_contact_events(pp_contact[0]) + pp_ev[0], key=lambda e: e["start"])
-    if events:
-        rel["palm_palm_distance"]["left_palm, right_palm"] = events
-    rel_pos = features["palm_rel"][i].T  # (3, T)
-    codes = np.where(rel_pos > ALIGN, 1, np.where(rel_pos < -ALIGN, -1, 0))
-    for k, row in enumerate(runs(codes)):
-        axis, pos, neg = RELATIVE_AXES[k]
+def graded_events(values: np.ndarray, spec: D.Graded) -> list[list[dict]]:
+    """HandX event dicts per row of a graded signal (S, T)."""
+    out = []
+    for row in segment(values, spec):
         events = []
-        for v, s, e in row:
-            if e - s < MIN_LEN_SHORT:
-                continue
-            des = (f"right hand is to the {pos if v > 0 else neg} of the left hand." if v
-                   else f"right hand is ALIGNED with the left hand ({axis}).")
-            events.append({"start": s, "end": e, "constant_des": des})
-        if events:
-            rel["palm_palm_relative_position"][axis] = events
-    result["two_hand_relationships"] = rel
-    return result
-
-
-def smooth(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average along the last axis of (S, T), edges padded by repetition."""
-    if window <= 1:
-        return values
-    pad = window // 2
-    padded = np.pad(np.asarray(values, np.float64), ((0, 0), (pad, window - 1 - pad)),
-                    mode="edge")
-    csum = np.concatenate([np.zeros((padded.shape[0], 1)), np.cumsum(padded, axis=-1)], -1)
-    return (csum[:, window:] - csum[:, :-window]) / window
-
-
-def wrist_events(positions: np.ndarray) -> list[list[dict]]:
-    """Wrist trajectory events per row of positions (S, T), rows = hand * 3 + axis.
-
-    Directions are read from a 5-frame centred moving average (tracking jitter of a few mm
-    flips frame-to-frame velocity signs; the average also widens a move by up to 2 frames
-    each side, which covers the slow start and stop of real moves); displacement and speed
-    come from the positions themselves.
-    """
-    out = []
-    smoothed = smooth(positions, WRIST_SMOOTH)
-    moving = moving_segments(smoothed, VELOCITY_EPS["wrist"], MIN_LEN_SHORT)
-    for r, segments in enumerate(moving):
-        _, pos_name, neg_name = WRIST_AXES[r % 3]
-        events = []
-        for sign, a, b in segments:
-            disp = float(positions[r, b - 1] - positions[r, a])
-            if abs(disp) < WRIST_MOVE or np.sign(disp) != sign:
-                continue
-            # the moving average widened the stretch by up to 2 frames each side
-            moving_frames = max(1, b - 1 - a - 2 * (WRIST_SMOOTH // 2))
-            speed = abs(disp) / (moving_frames / FPS)
-            events.append({"start": a, "end": b, "direction": pos_name if sign > 0 else neg_name,
-                           "v_des": speed_label(speed, WRIST_SPEED)})
+        for s, e, _, speed, st0, st1 in row:
+            if speed < 0:
+                events.append({"start": s, "end": e, "constant_des": spec.labels[st0]})
+            else:
+                events.append({"start": s, "end": e, "start_des": spec.labels[st0],
+                               "end_des": spec.labels[st1], "v_des": D.SPEED_LABELS[speed]})
         out.append(events)
     return out
 
 
+def wrist_events(positions: np.ndarray) -> list[list[dict]]:
+    """Wrist trajectory events per row of positions (S, T), rows = hand * 3 + axis."""
+    out = []
+    for r, row in enumerate(segment(positions, D.WRIST, strict_sign=True)):
+        _, pos_name, neg_name = D.WRIST_AXES[r % 3]
+        out.append([{"start": s, "end": e, "direction": pos_name if sign > 0 else neg_name,
+                     "v_des": D.SPEED_LABELS[speed]} for s, e, sign, speed, _, _ in row])
+    return out
+
+
+def contact_runs(mask: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Runs of True per row of a boolean (S, T) mask: [(first, last)] (last inclusive)."""
+    mask = np.asarray(mask, dtype=bool)
+    rows = mask.shape[0]
+    padded = np.zeros((rows, mask.shape[1] + 2), np.int8)
+    padded[:, 1:-1] = mask
+    r_up, up = np.nonzero(np.diff(padded, axis=-1) == 1)
+    _, down = np.nonzero(np.diff(padded, axis=-1) == -1)
+    out: list[list[tuple[int, int]]] = [[] for _ in range(rows)]
+    for r, a, b in zip(r_up.tolist(), up.tolist(), down.tolist()):
+        out[r].append((a, b - 1))
+    return out
+
+
+def _contact_events(runs) -> list[dict]:
+    return [{"start": s, "end": e, "constant_des": "Contact"} for s, e in runs]
+
+
+def contact_spans(events: list[dict], frames: int,
+                  inclusive: bool = False) -> list[tuple[int, int]]:
+    """Frames [start, end) in contact according to one key's events.
+
+    `inclusive`: contact events (fingertip families, end frame inclusive). Otherwise a
+    graded family: a "Contact" held event gives its frames; an event ending in "Contact"
+    starts a contact at its last frame, which lasts until the first frame of the next event
+    leaving "Contact" (or the clip's end); an event leaving "Contact" with no contact opened
+    before closes one that began where the previous event ended (or at frame 0).
+    """
+    if inclusive:
+        return [(e["start"], e["end"] + 1) for e in events if e.get("constant_des") == "Contact"]
+    spans: list[tuple[int, int]] = []
+    open_at, prev_end = None, 0
+    for ev in events:
+        if ev.get("constant_des") == "Contact":
+            spans.append((ev["start"], ev["end"]))
+        elif ev.get("start_des") == "Contact":
+            spans.append((prev_end if open_at is None else open_at, ev["start"] + 1))
+            open_at = None
+        if ev.get("end_des") == "Contact":
+            open_at = ev["end"] - 1
+        prev_end = ev["end"]
+    if open_at is not None:
+        spans.append((open_at, frames))
+    return spans
+
+
 def batch_events(features: dict[str, np.ndarray]) -> list[dict]:
-    """Event JSON of every clip in a feature batch."""
-    return [clip_events(features, i) for i in range(features["flexion"].shape[0])]
+    """Event JSON of every clip in a feature batch (`features.extract_features`)."""
+    flex = features["flexion"]  # (N, T, 2, 5, 3)
+    n, frames = flex.shape[:2]
+    # --- every signal of the batch as rows (N, K, T), segmented family by family
+    flex_rows = flex[:, :, :, _FLEX_F, _FLEX_J]  # (N, T, 2, 14)
+    flex_ev = graded_events(_rows(flex_rows), D.FLEXION)
+    spacing_ev = graded_events(_rows(features["spacing"]), D.SPACING)
+    intra_runs = contact_runs(_rows(features["intra_tip_dist"]) <= D.TIP_CONTACT)
+    wrist_ev = wrist_events(_rows(features["wrist"]))
+    inter_runs = contact_runs(_rows(features["inter_tip_dist"]) <= D.TIP_CONTACT)
+    tip_palm_ev = graded_events(_rows(features["tip_palm_dist"]), D.TIP_PALM)
+    palm_ev = graded_events(_rows(features["palm_palm_dist"][..., None]), D.PALM_PALM)
+    rel = _rows(features["palm_rel"]).reshape(n, 3, frames)
+    rel_ev = [graded_events(rel[:, a], D.relative(a)) for a in range(3)]
+    n_flex = len(FLEX_REPORTED)
+    docs = []
+    for i in range(n):
+        doc: dict = {"frame_count": int(frames)}
+        for h, hand in enumerate(HANDS):
+            hand_ev = {k: {} for k in HAND_KEYS}
+            base = (i * 2 + h) * n_flex
+            for k, (_, _, name) in enumerate(FLEX_REPORTED):
+                hand_ev["finger_flexing"][name] = flex_ev[base + k]
+            for k, (a, b) in enumerate(G.SPACING_PAIRS):
+                hand_ev["finger_spacing"][f"{a}, {b}"] = spacing_ev[(i * 2 + h) * 3 + k]
+            for k, tip in enumerate(G.INTRA_TIPS):
+                runs = intra_runs[(i * 2 + h) * 4 + k]
+                if runs:
+                    hand_ev["finger_tip_contact"][f"{tip}_tip, thumb_tip"] = \
+                        _contact_events(runs)
+            for k, (axis, _, _) in enumerate(D.WRIST_AXES):
+                events = wrist_ev[(i * 2 + h) * 3 + k]
+                if events:
+                    hand_ev["wrist_trajectory"][axis] = events
+            doc[f"{hand}_hand_events"] = hand_ev
+        relation = {k: {} for k in RELATION_KEYS}
+        for k in range(25):
+            runs = inter_runs[i * 25 + k]
+            if runs:
+                a, b = G.FINGERS[k // 5], G.FINGERS[k % 5]
+                relation["finger_tip_contact"][f"left_{a}_tip, right_{b}_tip"] = \
+                    _contact_events(runs)
+        for k in range(10):
+            hand, other = HANDS[k // 5], HANDS[1 - k // 5]
+            relation["finger_palm_distance"][
+                f"{hand}_{G.FINGERS[k % 5]}_tip, {other}_palm"] = tip_palm_ev[i * 10 + k]
+        relation["palm_palm_distance"]["left_palm, right_palm"] = palm_ev[i]
+        for a, (axis, _, _) in enumerate(D.RELATIVE_AXES):
+            relation["palm_palm_relative_position"][axis] = rel_ev[a][i]
+        doc["two_hand_relationships"] = relation
+        docs.append(doc)
+    return docs
+
+
+def _rows(array: np.ndarray) -> np.ndarray:
+    """(N, T, ...) -> (N * prod(...), T): one row per signal, clip-major."""
+    n, frames = array.shape[:2]
+    return np.moveaxis(array.reshape(n, frames, -1), 1, 2).reshape(-1, frames)
+
+
+def clip_events(features: dict[str, np.ndarray], i: int) -> dict:
+    """The HandX event JSON of clip `i` of a batch of features (`extract_features`)."""
+    return batch_events({k: v[i:i + 1] for k, v in features.items()})[0]
 
 
 def validate_event_json(doc: dict, source: str = "events") -> None:
@@ -329,6 +302,7 @@ def validate_event_json(doc: dict, source: str = "events") -> None:
         if set(doc[key]) != set(families):
             raise ValueError(f"{source}: {key} keys {sorted(doc[key])} != {sorted(families)}")
         for family in families:
+            inclusive = family == "finger_tip_contact"
             for name, events in doc[key][family].items():
                 for ev in events:
                     keys = set(ev)
@@ -337,6 +311,8 @@ def validate_event_json(doc: dict, source: str = "events") -> None:
                                     {"start", "end", "direction", "v_des"}):
                         raise ValueError(f"{source}: {key}.{family}.{name}: bad event keys "
                                          f"{sorted(keys)}")
-                    if not 0 <= ev["start"] < ev["end"] <= doc["frame_count"]:
+                    last = doc["frame_count"] - (1 if inclusive else 0)
+                    ok = ev["start"] <= ev["end"] if inclusive else ev["start"] < ev["end"]
+                    if not (ok and 0 <= ev["start"] and ev["end"] <= last):
                         raise ValueError(f"{source}: {key}.{family}.{name}: frames "
                                          f"{ev['start']}..{ev['end']} out of range")

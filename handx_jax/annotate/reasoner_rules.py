@@ -15,6 +15,8 @@ import re
 
 import numpy as np
 
+from handx_jax.annotate import events as events_lib
+
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 RANK = {"Hyperextended": 0, "Fully extended": 1, "Partially bent": 2, "Fully bent": 3}
 STATE_TEXT = {"Hyperextended": "hyperextended", "Fully extended": "fully extended",
@@ -87,7 +89,7 @@ def _intra_contacts(hand_ev: dict) -> dict[str, list]:
     for key, evs in hand_ev.get("finger_tip_contact", {}).items():
         names = [n.strip().replace("_tip", "") for n in key.split(",")]
         finger = [n for n in names if n != "thumb"]
-        out[finger[0] if finger else "thumb"] = [(e["start"], e["end"]) for e in evs]
+        out[finger[0] if finger else "thumb"] = events_lib.contact_spans(evs, 0, inclusive=True)
     return out
 
 
@@ -348,7 +350,7 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
     for key, evs in rel.get("finger_tip_contact", {}).items():
         left, right = [_parse_tip(n) for n in key.split(",")]
         contact_tips.update([left, right])
-        ivs = [(e["start"], e["end"]) for e in evs]
+        ivs = events_lib.contact_spans(evs, frames, inclusive=True)
         when = (bucket(ivs[0][0], ivs[0][1], frames) if len(ivs) == 1
                 else f"{COUNT.get(len(ivs), f'{len(ivs)} times')}")
         if left[1] == right[1]:
@@ -392,12 +394,12 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
         tip_name, palm_name = [n.strip() for n in key.split(",")]
         hand, finger = _parse_tip(tip_name)
         other = palm_name.split("_")[0]
-        cts = [e for e in evs if e.get("constant_des") == "Contact"]
+        cts = events_lib.contact_spans(evs, frames)
         if cts:
             contact_tips.add((hand, finger))
-            when = (bucket(cts[0]["start"], cts[0]["end"], frames) if len(cts) == 1
+            when = (bucket(cts[0][0], cts[0][1], frames) if len(cts) == 1
                     else COUNT.get(len(cts), f"{len(cts)} times"))
-            span = ", ".join(_frames(e["start"], e["end"]) for e in cts)
+            span = ", ".join(_frames(s, e) for s, e in cts)
             palm_contacts.setdefault((hand, other, when, len(cts)), []).append((finger, span))
         else:
             nears = [e for e in evs if "Near" in (e.get("constant_des"), e.get("end_des"))]
@@ -430,13 +432,13 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
                                      f"to the {other} palm"))
     # palm-palm
     for evs in rel.get("palm_palm_distance", {}).values():
-        cts = [e for e in evs if e.get("constant_des") == "Contact"]
-        for e in cts:
-            when = marker(e["start"], e["end"], frames, rng)
+        cts = events_lib.contact_spans(evs, frames)
+        for start, end in cts:
+            when = marker(start, end, frames, rng)
             text = str(rng.choice([f"{when}, the palms press together",
                                    f"the palms touch each other {when}"]))
             if level == "detailed":
-                text += " " + _frames(e["start"], e["end"])
+                text += " " + _frames(start, end)
             out.append(_sentence(text))
         moves = [e for e in evs if "start_des" in e]
         if moves and (level != "concise" or not cts):
@@ -470,7 +472,7 @@ def _position_statements(pos: dict, frames: int, level: str, rng) -> list[str]:
     for axis, evs in pos.items():
         words = []
         for e in evs:
-            match = re.search(r"to the (\w+) of", e["constant_des"])
+            match = re.search(r"to the (\w+) of", e.get("constant_des") or e["end_des"])
             words.append((POSITION_WORDS[match.group(1)] if match else None, e))
         named = [(w, e) for w, e in words if w]
         if not named:
@@ -535,14 +537,15 @@ def critical_events(doc: dict) -> list[tuple[str, tuple[str, ...], str]]:
     for key in rel.get("finger_tip_contact", {}):
         (lh, lf), (rh, rf) = [_parse_tip(n) for n in key.split(",")]
         found.append(("two_hands_relation", ("left", lf, "right", rf), f"{key} contact"))
+    frames = int(doc["frame_count"])
     for key, evs in rel.get("finger_palm_distance", {}).items():
-        if any(e.get("constant_des") == "Contact" for e in evs):
+        if events_lib.contact_spans(evs, frames):
             tip, palm = [n.strip() for n in key.split(",")]
             hand, finger = _parse_tip(tip)
             found.append(("two_hands_relation", (hand, finger, palm.split("_")[0] + " palm"),
                           f"{key} contact"))
     for evs in rel.get("palm_palm_distance", {}).values():
-        if any(e.get("constant_des") == "Contact" for e in evs):
+        if events_lib.contact_spans(evs, frames):
             found.append(("two_hands_relation", ("palms",), "palm-palm contact"))
     return found
 

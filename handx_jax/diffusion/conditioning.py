@@ -10,7 +10,8 @@ values, and a weight from `masks` for the mode:
 - `wrist`: both wrists' positions given on every frame, the fingers generated;
 - `contact`: at each listed keyframe, only the joints of the reference's contacts there
   (fingertips within 2 cm of each other; a fingertip within 2.5 cm of the other palm, with
-  that palm's corner joints), as DESIGN section 6 defines contact.
+  that palm's corner joints), measured by the geometry layer with the annotation's
+  thresholds (`handx_jax.hand.descriptors`).
 
 Features are centred on the reference's own mean wrist midpoint, so samples come back in
 that centred frame; `WorkdirSampler.conditioned` adds the centre back.
@@ -24,6 +25,7 @@ import numpy as np
 
 from handx_jax.data import representations
 from handx_jax.diffusion import masks
+from handx_jax.hand import descriptors, geometry
 
 MODES = ("inbetween", "keyframes", "reaction_left", "reaction_right", "wrist", "contact")
 KEYFRAME_MODES = ("keyframes", "contact")
@@ -62,24 +64,22 @@ def reference_constraint(reference, mode: str, representation: str, stats, batch
 def contact_joints(reference, frame: int) -> list[tuple[int, int]]:
     """(hand, joint) pairs in contact in `reference` (T, 2, 21, 3) at `frame`; ValueError
     when there is none, since a contact keyframe without a contact constrains nothing."""
-    from handx_jax.annotate import events, features
-    from handx_jax.hand import skeleton
-
     ref = np.asarray(reference, np.float32)
     if not 0 <= frame < len(ref):
         raise ValueError(f"keyframe {frame} outside 0..{len(ref) - 1}")
-    feats = features.extract_features(ref[None, [frame, frame]])  # the extractor wants 2+ frames
-    tips = [int(t) for t in skeleton.FINGERTIPS]
+    pose = ref[frame]  # (2, 21, 3)
+    tips = [int(t) for t in geometry.TIPS]
     joints = set()
-    for hand, other in np.argwhere(feats["intra_tip_dist"][0, 0] < events.TIP_CONTACT):
+    contact, palm = descriptors.TIP_CONTACT, descriptors.TIP_PALM_EDGES[0]
+    for hand, other in np.argwhere(geometry.intra_tip_distances(pose) <= contact):
         joints |= {(int(hand), tips[0]), (int(hand), tips[1 + int(other)])}
-    for left, right in np.argwhere(feats["inter_tip_dist"][0, 0] < events.TIP_CONTACT):
+    for left, right in np.argwhere(geometry.inter_tip_distances(pose) <= contact):
         joints |= {(0, tips[int(left)]), (1, tips[int(right)])}
-    for hand, tip in np.argwhere(feats["tip_palm_dist"][0, 0] < events.TIP_PALM_EDGES[0]):
+    for hand, tip in np.argwhere(geometry.tip_to_other_palm(pose) < palm):
         joints.add((int(hand), tips[int(tip)]))
-        joints |= {(1 - int(hand), int(c)) for c in features.PALM_CORNERS}
+        joints |= {(1 - int(hand), int(c)) for c in geometry.PALM_CORNERS}
     if not joints:
         raise ValueError(f"the reference has no contact at frame {frame} (fingertips within "
-                         f"{events.TIP_CONTACT * 100:g} cm, or a fingertip within {events.TIP_PALM_EDGES[0] * 100:g} cm "
+                         f"{contact * 100:g} cm, or a fingertip within {palm * 100:g} cm "
                          "of the other palm)")
     return sorted(joints)

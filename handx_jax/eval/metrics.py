@@ -8,13 +8,14 @@ floats. The driver (`handx_jax.eval.driver`) repeats the random parts over repli
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from handx_jax.hand import geometry, skeleton
+from handx_jax.hand import descriptors, geometry, skeleton
 
-INTRA_CONTACT_M = 0.02  # thumb tip vs another tip of the same hand
-INTER_CONTACT_M = 0.025  # fingertip vs the other hand's palm
-PALM_NEAREST = 5  # palm distance = mean of the 5 nearest palm points (DESIGN section 6)
+INTRA_CONTACT_M = descriptors.INTRA_CONTACT_M  # thumb tip vs another tip of the same hand
+INTER_CONTACT_M = descriptors.INTER_CONTACT_M  # fingertip vs the closest other-palm point
 JOINT_RADIUS_M = 0.008  # sphere radius per joint for the penetration proxy
 # Limits (radians) on the HandX flexion angles (positive = bent towards the palm) of the
 # 15 finger joints per hand: beyond 45 degrees of hyperextension (the passive limit of the
@@ -55,14 +56,53 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------- embedding metrics --
 
 
-def r_precision(text_emb, motion_emb, top_k: int = 3, batch_size: int = 32) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How a table's retrieval and contact numbers are computed, so tables say which."""
+
+    name: str
+    r_precision_batch: int  # (text, motion) pairs per R-precision batch
+    ties: str  # "sort": a tie ranks by sort order (reference code); "against": counts against
+    whole_batch_when_short: bool  # fewer pairs than a batch: one batch of all (HandX) or error
+    empty_prf: float  # precision / recall when its denominator is empty
+
+
+PROTOCOLS = {
+    # HandX's evaluation code: batches of 64, np.argsort ranks (ties by sort order), fewer
+    # pairs than a batch evaluated as one batch, tp / (tp + fp + eps) = 0 when empty.
+    "handx": Protocol("handx", 64, "sort", True, 0.0),
+    # The HumanML3D reference code: batches of 32, np.argsort ranks, remainder dropped; the
+    # contact metrics (not part of HumanML3D) keep "nothing to get wrong" = 1 when empty.
+    "humanml3d": Protocol("humanml3d", 32, "sort", False, 1.0),
+}
+DEFAULT_PROTOCOL = "handx"
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    """A `Protocol` by name ("handx", "humanml3d")."""
+    if isinstance(name, Protocol):
+        return name
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown evaluation protocol {name!r}; choose from {sorted(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def r_precision(text_emb, motion_emb, top_k: int = 3, batch_size: int = 32,
+                ties: str = "sort", whole_batch_when_short: bool = False) -> np.ndarray:
     """Top-1..top-k retrieval rates (top_k,): pairs in batches of `batch_size`, remainder dropped.
 
     Within a batch, row i of the text-by-motion Euclidean distance matrix is a hit at k when
-    motion i is among its k nearest. A motion at exactly the true motion's distance counts
-    as closer, so collapsed (identical) generations cannot score by tie-breaking.
+    motion i is among its k nearest. `ties`: "sort" ranks motions in np.argsort's order of the
+    row (what the reference codes do); "against" counts a motion at exactly the true
+    motion's distance as closer (collapsed generations cannot score by tie-breaking).
+    `whole_batch_when_short`: fewer pairs than one batch form one batch (HandX's code)
+    instead of an error.
     """
     text, motion = _pair(text_emb, motion_emb, "text_emb", "motion_emb")
+    if ties not in ("sort", "against"):
+        raise ValueError(f"r_precision: ties must be 'sort' or 'against', got {ties!r}")
+    if text.shape[0] < batch_size and whole_batch_when_short and text.shape[0] > 0:
+        batch_size = text.shape[0]
     num_batches = text.shape[0] // batch_size
     if num_batches == 0:
         raise ValueError(f"r_precision: {text.shape[0]} pairs are fewer than one batch of {batch_size}")
@@ -70,8 +110,12 @@ def r_precision(text_emb, motion_emb, top_k: int = 3, batch_size: int = 32) -> n
     t = text[:n].reshape(num_batches, batch_size, -1)
     m = motion[:n].reshape(num_batches, batch_size, -1)
     dist = pairwise_distances(t, m)  # (nb, bs, bs)
-    own = np.diagonal(dist, axis1=1, axis2=2)[..., None]
-    rank = np.sum(dist <= own, axis=-1) - 1  # other motions at least as close as the true one
+    if ties == "sort":
+        order = np.argsort(dist, axis=-1)
+        rank = np.argmax(order == np.arange(batch_size)[None, :, None], axis=-1)
+    else:
+        own = np.diagonal(dist, axis1=1, axis2=2)[..., None]
+        rank = np.sum(dist <= own, axis=-1) - 1  # other motions at least as close
     ks = np.arange(1, top_k + 1)
     return np.mean(rank.reshape(-1)[:, None] < ks[None, :], axis=0)
 
@@ -153,35 +197,20 @@ def multimodality(emb_per_text, num_pairs: int = 10, seed: int = 0) -> float:
 
 # ------------------------------------------------------------------- contact metrics --
 
-THUMB_TIP = skeleton.FINGERTIPS[0]
-OTHER_TIPS = np.asarray(skeleton.FINGERTIPS[1:])
-ALL_TIPS = np.asarray(skeleton.FINGERTIPS)
-
-
 def intra_contact_labels(motion) -> np.ndarray:
-    """(N, 2, 4) booleans: thumb tip within 2 cm of each other tip of its hand at any frame."""
+    """(N, 2, 4) booleans: thumb tip closer than 2 cm to each other tip of its hand at any frame."""
     m = _motion(motion, "motion")
-    d = np.linalg.norm(m[:, :, :, OTHER_TIPS] - m[:, :, :, THUMB_TIP, None], axis=-1)  # (N, T, 2, 4)
-    return np.any(d < INTRA_CONTACT_M, axis=1)
+    return np.any(geometry.intra_tip_distances(m) < INTRA_CONTACT_M, axis=1)
 
 
 def tip_to_palm_distances(motion) -> np.ndarray:
-    """(N, T, 2, 5): each fingertip of hand h to the other hand's palm (mean of 5 nearest points)."""
-    m = _motion(motion, "motion")
-    other_palm = np.ascontiguousarray(geometry.palm_points(m)[:, :, ::-1])  # (N, T, 2, 100, 3): hand 1 - h
-    tips = m[:, :, :, ALL_TIPS]  # (N, T, 2, 5, 3)
-    # Squared distances |a|^2 + |b|^2 - 2ab through one batched matmul, in place (float64:
-    # the expansion loses nothing at centimetre scale); roots of the nearest points only.
-    sq = np.matmul(tips, np.swapaxes(other_palm, -1, -2))  # (N, T, 2, 5, 100)
-    sq *= -2.0
-    sq += np.sum(tips * tips, -1)[..., None]
-    sq += np.sum(other_palm * other_palm, -1)[..., None, :]
-    nearest = np.partition(sq, PALM_NEAREST - 1, axis=-1)[..., :PALM_NEAREST]
-    return np.sqrt(np.maximum(nearest, 0.0)).mean(axis=-1)
+    """(N, T, 2, 5): each fingertip of hand h to the closest point of the other hand's palm
+    (HandX's evaluation; its annotation feature averages the 5 nearest points instead)."""
+    return geometry.tip_to_other_palm(_motion(motion, "motion"), nearest=1)
 
 
 def inter_contact_labels(motion) -> np.ndarray:
-    """(N, 2, 5) booleans: fingertip within 2.5 cm of the other hand's palm at any frame."""
+    """(N, 2, 5) booleans: fingertip closer than 2.5 cm to the other hand's palm at any frame."""
     return np.any(tip_to_palm_distances(motion) < INTER_CONTACT_M, axis=1)
 
 
@@ -196,36 +225,37 @@ def contact_labels(motion, kind: str) -> np.ndarray:
     return labels.reshape(labels.shape[0], -1)
 
 
-def prf_from_labels(pred: np.ndarray, true: np.ndarray) -> dict:
+def prf_from_labels(pred: np.ndarray, true: np.ndarray, empty: float = 1.0) -> dict:
     """Pooled precision, recall and F1 of boolean label arrays.
 
-    Empty denominators follow "nothing to get wrong": precision is 1 when nothing is
-    predicted and nothing was missed, recall is 1 when there was nothing to find and
-    nothing was falsely claimed; otherwise 0.
+    Empty denominators: with `empty` = 1 (the humanml3d protocol) they follow "nothing to
+    get wrong": precision is 1 when nothing is predicted and nothing was missed, recall is
+    1 when there was nothing to find and nothing was falsely claimed, otherwise 0; with
+    `empty` = 0 (HandX's evaluation code) they are 0.
     """
     pred, true = np.asarray(pred, bool), np.asarray(true, bool)
     tp = int(np.sum(pred & true))
     fp = int(np.sum(pred & ~true))
     fn = int(np.sum(~pred & true))
-    precision = tp / (tp + fp) if tp + fp else float(fn == 0)
-    recall = tp / (tp + fn) if tp + fn else float(fp == 0)
+    precision = tp / (tp + fp) if tp + fp else float(fn == 0) * empty
+    recall = tp / (tp + fn) if tp + fn else float(fp == 0) * empty
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1),
             "tp": tp, "fp": fp, "fn": fn}
 
 
-def contact_prf(pred_motion, gt_motion, kind: str) -> dict:
+def contact_prf(pred_motion, gt_motion, kind: str, empty: float = 1.0) -> dict:
     """HandX contact precision/recall/F1 of generated vs ground-truth clips (paired by index).
 
     One binary label per (pair, clip): "contact anywhere in the clip"; TP/FP/FN pooled over
     all clips and pairs. kind 'intra': thumb tip vs each other tip of the same hand, < 2 cm;
-    'inter': each fingertip vs the other hand's palm, < 2.5 cm.
+    'inter': each fingertip vs the closest point of the other hand's palm, < 2.5 cm.
     """
     pred = contact_labels(pred_motion, kind)
     true = contact_labels(gt_motion, kind)
     if pred.shape[0] != true.shape[0]:
         raise ValueError(f"contact_prf: {pred.shape[0]} generated clips vs {true.shape[0]} ground-truth clips")
-    return prf_from_labels(pred, true)
+    return prf_from_labels(pred, true, empty)
 
 
 # ------------------------------------------------------------------ physical metrics --
@@ -250,14 +280,9 @@ def jitter(motion, fps: float = skeleton.FPS) -> float:
     return float(np.mean(np.linalg.norm(jerk, axis=-1)))
 
 
-BONE_PARENT = np.asarray([p for p, _ in skeleton.BONES])
-BONE_CHILD = np.asarray([c for _, c in skeleton.BONES])
-
-
 def bone_lengths(motion) -> np.ndarray:
     """(N, T, 2, 20) bone lengths."""
-    m = _motion(motion, "motion")
-    return np.linalg.norm(m[..., BONE_CHILD, :] - m[..., BONE_PARENT, :], axis=-1)
+    return geometry.bone_lengths(_motion(motion, "motion"))
 
 
 def bone_length_deviation(motion, reference=None) -> float:
@@ -270,11 +295,9 @@ def bone_length_deviation(motion, reference=None) -> float:
 
 def joint_limit_violation_rate(motion, limits: tuple[float, float] = JOINT_LIMITS_RAD) -> float:
     """Fraction of finger joint angles (5 fingers x 3 joints per hand per frame) outside
-    `limits` (radians), measured as the annotation stage's HandX flexion angles."""
-    from handx_jax.annotate import features
-
+    `limits` (radians), measured as HandX's flexion angles (`geometry.flexion_angles`)."""
     m = _motion(motion, "motion")
-    angles = features.flexion_angles(m)
+    angles = geometry.flexion_angles(m)
     return float(np.mean((angles < limits[0]) | (angles > limits[1])))
 
 

@@ -73,8 +73,8 @@ def test_temporal_markers_and_no_intent():
 
 def test_contact_replaces_proximity_for_the_same_fingertip():
     motion, _, _ = H.still_clip(frames=60, separation=0.2)
-    centre = motion[20:35, 0][:, [0, 1, 4, 10, 7]].mean(axis=1)
-    motion[20:35, 1, 17] = centre + np.float32(0.003)  # right index tip on the left palm
+    centre = motion[20:, 0][:, [0, 1, 4, 10, 7]].mean(axis=1)
+    motion[20:, 1, 17] = centre + np.float32(0.003)  # right index tip on the left palm
     motion[:, 1, 17] = np.where(np.arange(60)[:, None] < 20,
                                 motion[:, 1, 17] * 0 + centre[0] + np.float32(0.03),
                                 motion[:, 1, 17])  # near before the contact

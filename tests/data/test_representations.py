@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from handx_jax.data import representations as rep
-from handx_jax.hand import skeleton
+from handx_jax.hand import geometry, skeleton
 
 from tests.data._clips import plausible_clips, rest_hand
 
@@ -64,16 +64,22 @@ def test_rotation_scalar_measures_bend_and_mirrors():
     motion = np.stack([left, right])[None, None].astype(np.float64)  # (1, 1, 2, 21, 3)
     scalars = rep.rotation_scalars(motion)[0, 0]
     middle = skeleton.CHAINS["middle"]
-    np.testing.assert_allclose(scalars[0, list(middle[1:-1])], angle, atol=1e-9)
+    # _bent_left_hand bends away from the palm: an extension, negative in the one sign
+    # convention (flexion positive on both hands).
+    np.testing.assert_allclose(scalars[0, list(middle[1:-1])], -angle, atol=1e-9)
     np.testing.assert_allclose(scalars[1], scalars[0], atol=1e-9)  # sign flipped for right
     tips_and_wrist = [0, *skeleton.FINGERTIPS]
     assert np.all(scalars[:, tips_and_wrist] == 0.0)
     # The flat fingers of the rest hand have (numerically) no bend.
     others = [j for f in ("index", "ring", "pinky") for j in skeleton.CHAINS[f][1:-1]]
     np.testing.assert_allclose(scalars[:, others], 0.0, atol=1e-9)
-    # Curling towards the palm (flexion) flips the sign: flexion is negative on both hands.
+    # Curling towards the palm (flexion) is positive, as in the annotation's flexion.
     back = rep.rotation_scalars(_bent_left_hand(-angle)[None, None, None])[0, 0, 0]
-    np.testing.assert_allclose(back[list(middle[1:-1])], -angle, atol=1e-9)
+    np.testing.assert_allclose(back[list(middle[1:-1])], angle, atol=1e-9)
+    bent = _bent_left_hand(-angle)
+    both = np.stack([bent, bent * np.array([-1.0, 1.0, 1.0])])[None]  # (1, 2, 21, 3)
+    flexion = geometry.flexion_angles(both, dead_zone=False)  # (1, 2, 5, 3)
+    np.testing.assert_allclose(flexion[0, :, 2], angle, atol=1e-6)  # middle, both hands
 
 
 def test_scalar_rotation_features_hold_angles_in_fourth_channel():

@@ -65,7 +65,6 @@ def test_reference_constraint_values_and_modes():
 
 
 def test_contact_joints_and_keyframe_weight():
-    from handx_jax.annotate import features
     from handx_jax.data.normalization import Stats
     from handx_jax.diffusion import conditioning
     from handx_jax.hand import geometry
@@ -80,7 +79,7 @@ def test_contact_joints_and_keyframe_weight():
     ref[4, 0, 17] = ref[4, 0, 16] + 0.005  # left index tip on the left thumb tip
     assert conditioning.contact_joints(ref, 4) == [(0, 16), (0, 17)]
     ref[6, 1, 18] = geometry.palm_points(ref[6, 0])[40]  # right middle tip on the left palm
-    assert conditioning.contact_joints(ref, 6) == sorted({(1, 18)} | {(0, int(c)) for c in features.PALM_CORNERS})
+    assert conditioning.contact_joints(ref, 6) == sorted({(1, 18)} | {(0, int(c)) for c in geometry.PALM_CORNERS})
     rep = "joint_pos_w_scalar_rot"
     stats = Stats(mean=np.zeros(168, np.float32), std=np.ones(168, np.float32))
     _, w = conditioning.reference_constraint(ref, "contact", rep, stats, batch=2, keyframes=[4])

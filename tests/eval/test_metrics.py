@@ -15,14 +15,17 @@ def _rng(seed=0):
 # ---------------------------------------------------------------- embeddings --
 
 
-def _r_precision_loops(text, motion, top_k, batch_size):
+def _r_precision_loops(text, motion, top_k, batch_size, ties="against"):
     hits = np.zeros(top_k)
     rows = 0
     for start in range(0, len(text) - batch_size + 1, batch_size):
         t, m = text[start:start + batch_size], motion[start:start + batch_size]
         for i in range(batch_size):
             dists = np.array([np.sqrt(np.sum((t[i] - m[j]) ** 2)) for j in range(batch_size)])
-            position = sum(1 for j in range(batch_size) if j != i and dists[j] <= dists[i])
+            if ties == "against":
+                position = sum(1 for j in range(batch_size) if j != i and dists[j] <= dists[i])
+            else:
+                position = sum(1 for j in range(batch_size) if dists[j] < dists[i])
             for k in range(top_k):
                 hits[k] += position <= k
             rows += 1
@@ -33,9 +36,12 @@ def test_r_precision_matches_loops_and_drops_remainder():
     rng = _rng(1)
     text = rng.normal(size=(100, 8))
     motion = text + rng.normal(scale=1.5, size=(100, 8))
-    got = metrics.r_precision(text, motion, top_k=3, batch_size=32)
+    got = metrics.r_precision(text, motion, top_k=3, batch_size=32, ties="against")
     want = _r_precision_loops(text, motion, 3, 32)
     np.testing.assert_allclose(got, want, atol=1e-12)
+    for batch in (32, 64):  # no ties in random data: both conventions agree
+        np.testing.assert_allclose(metrics.r_precision(text, motion, 3, batch),
+                                   _r_precision_loops(text, motion, 3, batch, "sort"), atol=1e-12)
     assert got.shape == (3,)
     assert np.all(np.diff(got) >= 0)
     # The remainder (4 pairs) is dropped: changing it changes nothing.
@@ -51,10 +57,31 @@ def test_r_precision_known_answers():
     # Motions matched to the wrong text (cyclic shift within each batch) never rank first.
     shifted = np.concatenate([np.roll(emb[:32], 1, axis=0), np.roll(emb[32:], 1, axis=0)])
     assert metrics.r_precision(emb, shifted)[0] == 0.0
-    # Collapsed generations (one embedding for every text) score nothing, whatever the order.
-    np.testing.assert_allclose(metrics.r_precision(emb, np.zeros_like(emb)), [0.0, 0.0, 0.0])
+    # Collapsed generations (one embedding for every text) score nothing when ties count
+    # against the true match; by sort order (the reference codes) they score by position.
+    collapsed = np.zeros_like(emb)
+    np.testing.assert_allclose(metrics.r_precision(emb, collapsed, ties="against"), [0, 0, 0])
+    order = np.argsort(metrics.pairwise_distances(emb[:32], collapsed[:32]), axis=-1)
+    want = [np.mean(np.argmax(order == np.arange(32)[:, None], axis=-1) < k) for k in (1, 2, 3)]
+    np.testing.assert_allclose(metrics.r_precision(emb[:32], collapsed[:32]), want)
     with pytest.raises(ValueError, match="fewer than one batch"):
         metrics.r_precision(emb[:10], emb[:10])
+    # HandX's code evaluates fewer pairs than a batch as one batch
+    shifted10 = np.roll(emb[:10], 1, axis=0)
+    np.testing.assert_allclose(metrics.r_precision(emb[:10], shifted10, batch_size=64,
+                                                   whole_batch_when_short=True)[0], 0.0)
+    np.testing.assert_allclose(metrics.r_precision(emb[:10], emb[:10], batch_size=64,
+                                                   whole_batch_when_short=True), [1, 1, 1])
+
+
+def test_protocols_differ_only_as_documented():
+    handx, humanml3d = metrics.get_protocol("handx"), metrics.get_protocol("humanml3d")
+    assert (handx.r_precision_batch, humanml3d.r_precision_batch) == (64, 32)
+    assert handx.ties == humanml3d.ties == "sort"
+    assert (handx.empty_prf, humanml3d.empty_prf) == (0.0, 1.0)
+    assert metrics.DEFAULT_PROTOCOL in metrics.PROTOCOLS
+    with pytest.raises(ValueError, match="unknown evaluation protocol"):
+        metrics.get_protocol("kit")
 
 
 def test_matching_distance():
@@ -159,8 +186,8 @@ def _inter_loops(motion):
             for h in range(2):
                 palm = geometry.palm_points(motion[i, f, 1 - h])
                 for k, tip in enumerate((16, 17, 18, 19, 20)):
-                    d = np.sort(np.linalg.norm(palm - motion[i, f, h, tip], axis=-1))[:5].mean()
-                    labels[i, h, k] |= d < 0.025
+                    d = np.linalg.norm(palm - motion[i, f, h, tip], axis=-1).min()
+                    labels[i, h, k] |= d < 0.025  # HandX's evaluation: the closest point
     return labels
 
 
@@ -200,6 +227,22 @@ def test_contact_labels_match_loops():
     assert metrics.inter_contact_labels(motion).sum() >= 6
 
 
+def test_inter_contact_uses_the_closest_palm_point():
+    """A fingertip 2.2 cm off the palm's edge point: in contact by HandX's evaluation (closest
+    point < 2.5 cm), though the mean of its 5 nearest palm points is farther than 2.5 cm."""
+    motion = _hands_apart(1, 4, _rng(5))
+    palm = geometry.palm_points(motion[0, :, 1])  # (T, 100, 3)
+    centre = palm.mean(axis=1)
+    far = np.argmax(np.linalg.norm(palm - centre[:, None], axis=-1), axis=1)  # an edge point
+    edge = palm[np.arange(4), far]
+    out = (edge - centre) / np.linalg.norm(edge - centre, axis=-1, keepdims=True)
+    motion[0, :, 0, 17] = edge + 0.022 * out
+    d = np.linalg.norm(palm - motion[0, :, 0, 17][:, None], axis=-1)
+    assert (np.sort(d, axis=1)[:, :5].mean(axis=1) > 0.025).all()
+    assert np.allclose(d.min(axis=1), metrics.tip_to_palm_distances(motion)[0, :, 0, 1])
+    assert metrics.inter_contact_labels(motion)[0, 0, 1]
+
+
 def test_contact_prf_against_loops_and_known_answers():
     gt = _touching_clips(seed=1)
     for kind in ("intra", "inter"):
@@ -226,6 +269,10 @@ def test_prf_empty_conventions():
     some = none.copy()
     some[0, 0] = True
     assert metrics.prf_from_labels(none, some) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 0, "fn": 1}
+    # HandX's evaluation: tp / (tp + fp + eps) is 0 when nothing is predicted
+    handx = metrics.prf_from_labels(none, none, empty=0.0)
+    assert (handx["precision"], handx["recall"], handx["f1"]) == (0.0, 0.0, 0.0)
+    assert metrics.prf_from_labels(some, some, empty=0.0)["f1"] == 1.0
 
 
 # ------------------------------------------------------------------- physics --
@@ -271,11 +318,9 @@ def test_penetration_depth():
 
 
 def test_joint_limit_violation_rate():
-    from handx_jax.annotate import features
-
     rng = _rng(11)
     motion = rng.normal(scale=0.05, size=(2, 5, 2, 21, 3))
-    angles = features.flexion_angles(motion)
+    angles = geometry.flexion_angles(motion)
     lo, hi = metrics.JOINT_LIMITS_RAD
     want = np.mean([(a < lo) or (a > hi) for a in angles.ravel()])
     assert metrics.joint_limit_violation_rate(motion) == pytest.approx(want)

@@ -8,18 +8,16 @@ import json
 
 import numpy as np
 
-from handx_jax.hand import geometry, kinematics, skeleton
+from handx_jax.hand import descriptors, geometry, kinematics, skeleton
 
-INTRA_CONTACT_M = 0.02
-PALM_CONTACT_M = 0.025
-TIP_CONTACT_M = 0.02
-PALM_PALM_CONTACT_M = 0.04
+INTRA_CONTACT_M = descriptors.TIP_CONTACT
+PALM_CONTACT_M = descriptors.TIP_PALM_EDGES[0]
+TIP_CONTACT_M = descriptors.TIP_CONTACT
+PALM_PALM_CONTACT_M = descriptors.PALM_EDGES[0]
 PENETRATION_M = 0.005
-PALM_NEAREST = 5
-PALM_PAIRS = 30
 
-_PARENTS = np.array([p for p, _ in skeleton.BONES])
-_CHILDREN = np.array([c for _, c in skeleton.BONES])
+_PARENTS = geometry.BONE_PARENTS
+_CHILDREN = geometry.BONE_CHILDREN
 
 
 def capsule_radii() -> np.ndarray:
@@ -33,31 +31,16 @@ def capsule_radii() -> np.ndarray:
     return radii
 
 
-def _tip_palm(tips: np.ndarray, palm: np.ndarray) -> np.ndarray:
-    """Mean distance (..., 5) of each tip to its PALM_NEAREST nearest palm points."""
-    d = np.linalg.norm(tips[..., :, None, :] - palm[..., None, :, :], axis=-1)
-    return np.sort(d, axis=-1)[..., :PALM_NEAREST].mean(axis=-1)
-
-
 def contact_distances(motion: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-frame distances: intra (N,T,2,4), tip->other palm (N,T,2,5), tip-tip (N,T,5,5),
-    palm-palm (N,T) as the mean of the 30 closest palm point pairs."""
+    """Per-frame distances as the annotation measures them (`handx_jax.hand.geometry`):
+    intra (N,T,2,4), tip->other palm (N,T,2,5), tip-tip (N,T,5,5), palm-palm (N,T)."""
     motion = np.asarray(motion, dtype=np.float64)
-    tips = motion[..., list(skeleton.FINGERTIPS), :]  # (N,T,2,5,3)
-    intra = np.linalg.norm(tips[..., 1:, :] - tips[..., :1, :], axis=-1)
-    palm = geometry.palm_points(motion)  # (N,T,2,100,3)
-    tip_palm = np.stack([_tip_palm(tips[..., 0, :, :], palm[..., 1, :, :]),
-                         _tip_palm(tips[..., 1, :, :], palm[..., 0, :, :])], axis=-2)
-    tip_tip = np.linalg.norm(tips[..., 0, :, None, :] - tips[..., 1, None, :, :], axis=-1)
-    palm_palm = np.zeros(motion.shape[:-3])
-    for i in range(0, motion.shape[0], 8):  # chunks bound the (P x Q) distance matrices
-        a, b = palm[i:i + 8, ..., 0, :, :], palm[i:i + 8, ..., 1, :, :]
-        d2 = (np.sum(a * a, -1)[..., :, None] + np.sum(b * b, -1)[..., None, :]
-              - 2.0 * np.matmul(a, np.swapaxes(b, -1, -2)))
-        flat = d2.reshape(d2.shape[:-2] + (-1,))
-        part = np.partition(flat, PALM_PAIRS - 1, axis=-1)[..., :PALM_PAIRS]
-        palm_palm[i:i + 8] = np.sqrt(np.maximum(part, 0.0)).mean(axis=-1)
-    return {"intra": intra, "tip_palm": tip_palm, "tip_tip": tip_tip, "palm_palm": palm_palm}
+    corners = motion[..., geometry.PALM_CORNERS, :]
+    return {"intra": geometry.intra_tip_distances(motion),
+            "tip_palm": geometry.tip_to_other_palm(motion),
+            "tip_tip": geometry.inter_tip_distances(motion),
+            "palm_palm": geometry.palm_palm_distance(corners[..., 0, :, :],
+                                                     corners[..., 1, :, :])}
 
 
 # (measured kind, ground-truth mask key, contact threshold in metres) for every contact kind.
@@ -154,7 +137,7 @@ def bone_length_deviation(motion: np.ndarray) -> tuple[float, float]:
     moves by at most half an ulp, so a length by at most sqrt(3) * ulp(|coords|) / length.
     """
     m = np.asarray(motion, dtype=np.float64)
-    lengths = np.linalg.norm(m[..., _CHILDREN, :] - m[..., _PARENTS, :], axis=-1)
+    lengths = geometry.bone_lengths(m)
     rel = np.abs(lengths - lengths[:, :1]) / lengths[:, :1]
     ulp = np.spacing(np.abs(m).max(axis=(-1, -2)).astype(np.float32)).astype(np.float64)
     bound = 2 * np.sqrt(3.0) * ulp[..., None] / lengths[:, :1]  # both ends, both frames

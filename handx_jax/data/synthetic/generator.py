@@ -14,7 +14,7 @@ import numpy as np
 from handx_jax.data.synthetic import captions, poses, tracks
 from handx_jax.data.synthetic.layout import layout
 from handx_jax.data.synthetic.program import ORIENTATIONS, sample_program
-from handx_jax.hand import kinematics, skeleton
+from handx_jax.hand import geometry, kinematics
 
 CHUNK = 128
 SPLIT_IDS = {"train": 0, "test": 1}
@@ -62,31 +62,6 @@ def _apply(rot: np.ndarray, origin: np.ndarray, pts: np.ndarray) -> np.ndarray:
     shape = pts.shape
     flat = pts.reshape(shape[0], -1, 3) - origin[:, None, :]
     return np.matmul(flat, rot.transpose(0, 2, 1)).reshape(shape)
-
-
-def _angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    cos = np.sum(u * v, -1) / np.maximum(np.linalg.norm(u, axis=-1) *
-                                         np.linalg.norm(v, axis=-1), 1e-12)
-    return np.arccos(np.clip(cos, -1.0, 1.0))
-
-
-def thumb_bend(local: np.ndarray) -> np.ndarray:
-    """HandX thumb angles (..., 3) from right-hand-frame joints: 3-D bend at CMC, MCP, IP;
-    the MCP signed positive when it flexes across the palm (local z of the cross < 0)."""
-    chain = local[..., list(skeleton.CHAINS["thumb"]), :]
-    bones = chain[..., 1:, :] - chain[..., :-1, :]
-    a, b = bones[..., :-1, :], bones[..., 1:, :]
-    ang = _angle(a, b)
-    cross_z = a[..., 1, 0] * b[..., 1, 1] - a[..., 1, 1] * b[..., 1, 0]
-    ang[..., 1] *= np.where(cross_z < 0, 1.0, -1.0)
-    return ang
-
-
-def spacing(joints: np.ndarray) -> np.ndarray:
-    """Angles (..., 3) between adjacent fingers' MCP->PIP vectors (index-middle, ...)."""
-    vec = np.stack([joints[..., skeleton.PIP[f], :] - joints[..., skeleton.MCP[f], :]
-                    for f in ("index", "middle", "ring", "pinky")], axis=-2)
-    return _angle(vec[..., :-1, :], vec[..., 1:, :])
 
 
 def _intervals_to_mask(n: int, frames: int, items, shape, index_fn) -> np.ndarray:
@@ -158,13 +133,15 @@ def generate_chunk(seed: int, split: str, indices, frames: int = 60,
     clean = _apply(rot, origin, clean)
 
     # ---- ground truth
+    # the thumb as the annotation measures it (no dead zone), on the noise-free hand-frame
+    # joints: 3-D angles and their sign do not change under the mirror and the rotations
     flexion = flex.copy()
-    flexion[..., 0, :] = thumb_bend(local)
+    flexion[..., 0, :] = geometry.flexion_angles(local, dead_zone=False)[..., 0, :]
     gt = {
         "flexion": flexion.astype(np.float32),
         "abduction": abd.astype(np.float32),
         "joint_angles": noisy_f.astype(np.float32),
-        "spacing": spacing(clean).astype(np.float32),
+        "spacing": geometry.spacing_angles(clean).astype(np.float32),
         "intra_contact": _intervals_to_mask(n, frames, [l.intra for l in lays], (2, 4),
                                             lambda it: ((it[0], it[1] - 1), it[2], it[3])),
         "inter_contact": _intervals_to_mask(n, frames, [l.palm_touch for l in lays], (2, 5),

@@ -12,7 +12,7 @@ import numpy as np
 from handx_jax.data.synthetic import poses
 from handx_jax.data.synthetic.program import (MIN_GAP_X, ORIENTATIONS, PALM_GAP, ROT_AXES,
                                               TIP_GAP, TIP_TIP_GAP, slot_frames)
-from handx_jax.hand import geometry, kinematics
+from handx_jax.hand import descriptors, geometry, kinematics
 
 FINGERS = poses.FINGER_NAMES
 BASE_Y = 0.30  # wrists this far in front of the body (m)
@@ -24,21 +24,18 @@ RELEASE = 10  # frames to separate after a released contact
 
 
 def speed_label(speed: float, bands: tuple[float, float]) -> str:
-    return "slow" if speed < bands[0] else ("medium" if speed < bands[1] else "fast")
+    """slow / medium / fast (the annotation's bands, lower case in the ground truth)."""
+    return descriptors.speed_label(speed, bands).lower()
 
 
-FLEX_BANDS = (0.15, 1.3)  # rad/s
-SPACING_BANDS = (0.03, 1.3)
-WRIST_BANDS = (0.03, 0.15)  # m/s
+FLEX_BANDS = descriptors.FLEX_SPEED  # rad/s
+SPACING_BANDS = descriptors.SPACING_SPEED
+WRIST_BANDS = descriptors.WRIST_SPEED  # m/s
 
 
 def finger_state(row: np.ndarray) -> str:
-    """State of a finger (MCP, PIP, DIP radians) by its most bent joint (HandX bands)."""
-    deg = np.rad2deg(row)
-    if deg[0] < -20.0:
-        return "hyperextended"
-    top = deg.max()
-    return "fully extended" if top < 30 else ("partially bent" if top < 60 else "fully bent")
+    """State of a finger (MCP, PIP, DIP radians), as `descriptors.finger_state` names it."""
+    return descriptors.FLEX_LABELS[int(descriptors.finger_state(row))].lower()
 
 
 class Track:
