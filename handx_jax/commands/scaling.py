@@ -91,6 +91,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
         launch.write_manifest(manifest)
         counts = launch.run_local(manifest, keep_going=not args.stop_on_failure)
         print(launch.format_status(launch.sweep_status(manifest["out"])))
+        from handx_jax.report import html as html_report  # points, curves and fits in one page
+
+        print(f"report: {html_report.write_sweep_report(manifest['out'])}")
         return 1 if counts["failed"] else 0
     if args.backend == "slurm":
         scripts = launch.slurm_scripts(

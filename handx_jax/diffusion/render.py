@@ -28,7 +28,7 @@ MARGIN = 0.08  # fraction of the largest extent added around the motion
 # Camera: from the front (-y, fingers point away) and above, so the wrist-to-wrist x axis runs
 # across the picture and z (up) stays up.
 VIEW_ELEVATION, VIEW_AZIMUTH = 24.0, -100.0
-ZOOM = 1.3  # matplotlib leaves room for any rotation; the camera is fixed, so fill the panel
+ZOOM = 0.95  # matplotlib leaves room for any rotation; the camera is fixed, so fill the panel
 
 
 @dataclasses.dataclass
@@ -109,6 +109,7 @@ class _PanelArtists:
         ax.set_zlim(lo[2], hi[2])
         ax.set_box_aspect(tuple(hi - lo), zoom=ZOOM)  # equal aspect: axis lengths proportional to ranges
         ax.view_init(elev=VIEW_ELEVATION, azim=VIEW_AZIMUTH)
+        ax.set_proj_type("ortho")  # no perspective: equal lengths look equal across the panel
         ax.set_xlabel("x (m)", fontsize=6, labelpad=-8)
         ax.set_ylabel("y (m)", fontsize=6, labelpad=-8)
         ax.set_zlabel("z (m)", fontsize=6, labelpad=-8)
@@ -131,7 +132,7 @@ class _PanelArtists:
         self.contact_dots = ax.plot([], [], [], "o", mfc="none", mec=style.CONTACT_COLOUR, mew=1.6, ms=8)[0]
         self.contact_links = ax.plot([], [], [], color=style.CONTACT_COLOUR, lw=2.5)[0]
         self.contacts_tp = contacts_lib.tip_contacts(motion)
-        self.status = ax.text2D(0.02, 0.97, "", transform=ax.transAxes, fontsize=6, color="0.3")
+        self.status = ax.text2D(0.02, 0.93, "", transform=ax.transAxes, fontsize=6, color="0.3")
 
     def draw(self, t: int) -> None:
         t_clip = min(t, len(self.motion) - 1)  # a shorter clip holds its last frame
@@ -163,9 +164,9 @@ def _figure(panels: list[Panel], size: float):
         raise ValueError("render: no clips to draw")
     motions = [_check(p.motion) for p in panels]
     frames = max(len(m) for m in motions)
-    texts = [caption_text(p.captions, max(28, int(size * 11))) for p in panels]
+    texts = [caption_text(p.captions, max(30, int(size * 16))) for p in panels]
     caption_lines = max(t.count("\n") + 1 if t else 0 for t in texts)
-    caption_h = 0.13 * caption_lines + (0.1 if caption_lines else 0)  # inches of text under the panels
+    caption_h = 0.14 * caption_lines + (0.1 if caption_lines else 0)  # inches of text under the panels
     height = size * max(panel_height_ratio(m) for m in motions)
     fig = plt.figure(figsize=(size * len(panels), height + caption_h), dpi=100)
     bottom = caption_h / (height + caption_h)
@@ -174,7 +175,7 @@ def _figure(panels: list[Panel], size: float):
         ax = fig.add_axes([i / len(panels), bottom, 1 / len(panels), 1 - bottom], projection="3d")
         artists.append(_PanelArtists(ax, panel, motion))
         if text:
-            fig.text((i + 0.03) / len(panels), bottom - 0.01, text, fontsize=6.5, va="top", ha="left")
+            fig.text((i + 0.03) / len(panels), bottom - 0.01, text, fontsize=7, va="top", ha="left")
     return fig, artists
 
 

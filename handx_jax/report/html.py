@@ -38,7 +38,7 @@ th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 figure{display:inline-block;margin:8px 12px 8px 0;vertical-align:top}
 figcaption{font-size:0.82em;color:#444;max-width:460px}img,video{max-width:100%}
-.ok{color:#2a7}.bad{color:#c33}pre{background:#f7f7f7;padding:8px;font-size:0.8em;overflow:auto;max-height:400px}
+.wide{overflow-x:auto}.ok{color:#2a7}.bad{color:#c33}pre{background:#f7f7f7;padding:8px;font-size:0.8em;overflow:auto;max-height:400px}
 """
 
 
@@ -86,8 +86,9 @@ def _num(value, digits: int = 4) -> str:
 def html_table(header: list[str], rows: list[list[str]]) -> str:
     """Cells are already escaped HTML."""
     head = "".join(f"<th>{h}</th>" for h in header)
+    head = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class=\"wide\"><table>{head}<tbody>{body}</tbody></table></div>"
 
 
 def page(title: str, sections: list[str]) -> str:
