@@ -28,6 +28,11 @@ def register(subparsers) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=64,
                    help="samples per compiled sampling batch (default 64; raise it on an accelerator)")
+    from handx_jax.eval.metrics import DEFAULT_PROTOCOL, PROTOCOLS
+
+    e.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=sorted(PROTOCOLS),
+                   help="handx (default): HandX's evaluation code, R-precision in batches of 64, "
+                        "empty precision/recall 0; humanml3d: batches of 32, empty precision/recall 1")
     e.add_argument("--step", type=int, default=None,
                    help="checkpoint step to evaluate (default: the newest; an earlier one writes eval/step_<N>/)")
     e.set_defaults(func=run_evaluate)
@@ -61,7 +66,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             args.workdir, args.evaluator, num_samples=args.num_samples, replications=args.replications,
             steps=args.steps, guidance=args.guidance, seed=args.seed, split=args.split,
             mm_texts=args.mm_texts, mm_generations=args.mm_generations, data_dir=args.data, step=args.step,
-            batch_size=args.batch_size)
+            batch_size=args.batch_size, protocol=args.protocol)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

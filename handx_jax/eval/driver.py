@@ -57,8 +57,9 @@ def draw_texts(captions: Sequence[Sequence[tuple]], rng: np.random.Generator) ->
     return [options[int(rng.integers(len(options)))] for options in captions]
 
 
-def motion_metrics(motion: np.ndarray, paired_gt: np.ndarray | None) -> dict:
-    """Contact P/R/F1 (against paired ground truth) and the physical metrics."""
+def motion_metrics(motion: np.ndarray, paired_gt: np.ndarray | None, empty: float = 1.0) -> dict:
+    """Contact P/R/F1 (against paired ground truth; `empty`: their value over an empty
+    denominator, per protocol) and the physical metrics."""
     out = {
         "Penetration_mm": 1e3 * metrics.penetration_depth(motion),
         "Jitter": metrics.jitter(motion),
@@ -67,18 +68,23 @@ def motion_metrics(motion: np.ndarray, paired_gt: np.ndarray | None) -> dict:
     }
     if paired_gt is not None:
         for kind in ("intra", "inter"):
-            prf = metrics.contact_prf(motion, paired_gt, kind)
+            prf = metrics.contact_prf(motion, paired_gt, kind, empty)
             out[f"C_P_{kind}"], out[f"C_R_{kind}"], out[f"C_F1_{kind}"] = prf["precision"], prf["recall"], prf["f1"]
         out["MPJPE_mm"] = 1e3 * metrics.mpjpe(motion, paired_gt)
     return out
 
 
 def embedding_metrics(text_emb: np.ndarray, motion_emb: np.ndarray, ref_emb: np.ndarray, rng: np.random.Generator,
-                      batch_size: int = 32, mm_emb: np.ndarray | None = None) -> dict:
-    """R@1-3 (shuffled into batches of 32), FID vs `ref_emb`, Diversity, MM-Dist, MultiModality."""
+                      batch_size: int | None = None, mm_emb: np.ndarray | None = None,
+                      protocol: str = metrics.DEFAULT_PROTOCOL) -> dict:
+    """R@1-3 (shuffled into batches: the protocol's size unless `batch_size`), FID vs `ref_emb`,
+    Diversity, MM-Dist, MultiModality."""
+    p = metrics.get_protocol(protocol)
     n = len(text_emb)
     order = rng.permutation(n)
-    r = metrics.r_precision(text_emb[order], motion_emb[order], top_k=3, batch_size=batch_size)
+    r = metrics.r_precision(text_emb[order], motion_emb[order], top_k=3,
+                            batch_size=batch_size or p.r_precision_batch, ties=p.ties,
+                            whole_batch_when_short=p.whole_batch_when_short)
     out = {"R@1": r[0], "R@2": r[1], "R@3": r[2], "FID": metrics.fid(ref_emb, motion_emb),
            "Diversity": metrics.diversity(motion_emb, min(300, n), seed=int(rng.integers(2**31))),
            "MM-Dist": metrics.matching_distance(text_emb, motion_emb)}
@@ -91,14 +97,19 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
              generate: GenerateFn | dict[str, GenerateFn] | None = None,
              *, model_name: str = "model", replications: int = 20, seed: int = 0, mm_texts: int = 100,
              mm_generations: int = 30, heldout: tuple[np.ndarray, Sequence[Sequence[tuple]]] | None = None,
-             batch_size: int = 32, progress: bool = True) -> dict:
+             batch_size: int | None = None, progress: bool = True,
+             protocol: str = metrics.DEFAULT_PROTOCOL) -> dict:
     """Replicated evaluation. Rows: 'ground truth', optionally 'held-out ground truth'
     (other clips, e.g. from the train split, scored against the same test reference), and
-    `model_name` when `generate` is given (or one row per name when it is a dict of them)."""
+    `model_name` when `generate` is given (or one row per name when it is a dict of them).
+    `protocol` ("handx" or "humanml3d", `metrics.PROTOCOLS`) fixes the R-precision batch
+    (unless `batch_size`), tie and empty-denominator conventions; it goes into the meta."""
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
+    p = metrics.get_protocol(protocol)
+    batch_size = batch_size or p.r_precision_batch
     n = len(gt_motion)
-    if n < batch_size:
+    if n < batch_size and not p.whole_batch_when_short:
         raise ValueError(f"evaluation needs at least {batch_size} clips for R-precision batches, got {n}")
     gt_emb = evaluator.encode_motion(gt_motion)
     held_emb = evaluator.encode_motion(heldout[0]) if heldout is not None else None
@@ -114,12 +125,13 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
         rng = np.random.default_rng([seed, rep])
         texts = draw_texts(captions, rng)
         text_emb = evaluator.encode_text(texts)
-        row = embedding_metrics(text_emb, gt_emb, gt_emb, rng, batch_size)
-        row.update(motion_metrics(gt_motion, gt_motion))
+        row = embedding_metrics(text_emb, gt_emb, gt_emb, rng, batch_size, protocol=p)
+        row.update(motion_metrics(gt_motion, gt_motion, p.empty_prf))
         per_row["ground truth"].append(row)
         if heldout is not None:
             held_texts = draw_texts(heldout[1], rng)
-            row = embedding_metrics(evaluator.encode_text(held_texts), held_emb, gt_emb, rng, batch_size)
+            row = embedding_metrics(evaluator.encode_text(held_texts), held_emb, gt_emb, rng, batch_size,
+                                    protocol=p)
             row.update(motion_metrics(heldout[0], None))
             per_row["held-out ground truth"].append(row)
         for name, gen_fn in generators.items():
@@ -131,13 +143,14 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
                                              mm_texts * mm_generations, gt_motion.shape[1:])
                 mm_emb = evaluator.encode_motion(mm_motion).reshape(mm_texts, mm_generations, -1)
             row = embedding_metrics(text_emb, evaluator.encode_motion(gen), gt_emb,
-                                    np.random.default_rng([seed, rep, 2]), batch_size, mm_emb)
-            row.update(motion_metrics(gen, gt_motion))
+                                    np.random.default_rng([seed, rep, 2]), batch_size, mm_emb, protocol=p)
+            row.update(motion_metrics(gen, gt_motion, p.empty_prf))
             per_row[name].append(row)
     bar.close()
     rows = {name: report.summarize_replications(reps) for name, reps in per_row.items()}
     meta = {"replications": replications, "num_samples": n, "seed": seed, "mm_texts": mm_texts,
-            "mm_generations": mm_generations if generators else 0, "r_precision_batch": batch_size,
+            "mm_generations": mm_generations if generators else 0, "protocol": p.name,
+            "r_precision_batch": batch_size,
             "evaluator": getattr(evaluator, "source", "?"), "evaluator_step": getattr(evaluator, "step", None)}
     return {"rows": rows, "meta": meta}
 
@@ -208,10 +221,11 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
                  steps: int = 50, guidance: float = 2.5, seed: int = 0, split: str = "test",
                  mm_texts: int = 100, mm_generations: int = 30, data_dir: str | None = None,
                  heldout: bool = True, write: bool = True, progress: bool = True, step: int | None = None,
-                 batch_size: int = 64) -> dict:
+                 batch_size: int = 64, protocol: str = metrics.DEFAULT_PROTOCOL) -> dict:
     """`handx evaluate`: evaluate checkpoint `step` (default the newest) of `workdir` with the
-    evaluator in `evaluator_dir`; write `W/eval/metrics.json` and `W/eval/table.md` (under
-    `W/eval/step_<N>/` for an earlier checkpoint) and append to metrics.jsonl."""
+    evaluator in `evaluator_dir` under `protocol`; write `W/eval/metrics.json` and
+    `W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and append to
+    metrics.jsonl. `batch_size` is the sampling batch."""
     from handx_jax.eval.evaluator import load_evaluator
     from handx_jax.train import checkpoint
 
@@ -235,7 +249,8 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
     generate = diffusion_generator(workdir, steps, guidance, step=step, batch_size=batch_size)
     name = f"{config.get('family', 'model')} {config.get('size', '?')}, step {step}"
     result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
-                      seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress)
+                      seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress,
+                      protocol=protocol)
     result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
                            "sample_steps": steps, "guidance": guidance, "model_row": name})
     if write:
@@ -252,7 +267,8 @@ def write_outputs(workdir: str, result: dict, row: str, step: int, subdir: str |
     report.write_json(paths["metrics"], result)
     meta = result["meta"]
     caption = (f"Evaluation of {workdir} at step {step}: {meta['replications']} replications, "
-               f"{meta['num_samples']} test clips, mean ± 95 % interval.\n\n")
+               f"{meta['num_samples']} test clips, mean ± 95 % interval; {meta.get('protocol', '?')} "
+               f"protocol (R-precision batches of {meta.get('r_precision_batch', '?')}).\n\n")
     report.write_text(paths["table"], caption + report.markdown_table(result) + "\n")
     paths["log"] = report.append_metrics(workdir, report.log_record(result, row, step))
     return paths

@@ -49,9 +49,12 @@ def _cell(summary: dict | None, digits: int) -> str:
 
 
 def markdown_table(result: dict, columns=COLUMNS) -> str:
-    """Markdown table, one row per setting (ground truth first), mean ± 95 % interval."""
+    """Markdown table, one row per setting (ground truth first), mean ± 95 % interval; the
+    header names the evaluation protocol recorded in the result's meta."""
     rows = result["rows"]
-    header = "| setting | " + " | ".join(h for _, h, _ in columns) + " |"
+    protocol = result.get("meta", {}).get("protocol")
+    first = f"setting ({protocol} protocol)" if protocol else "setting"
+    header = f"| {first} | " + " | ".join(h for _, h, _ in columns) + " |"
     rule = "|---|" + "|".join("---" for _ in columns) + "|"
     lines = [header, rule]
     for name, metrics in rows.items():

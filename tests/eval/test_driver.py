@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from handx_jax.eval import driver, report
+from handx_jax.eval import driver, metrics, report
 
 
 class LookupEvaluator:
@@ -178,3 +178,21 @@ def test_contact_timing_checks_known_answer():
     assert out["C_F1_inter_right_frames_permuted"] == 1.0  # the contact lasts every frame
     with pytest.raises(ValueError, match="at least 2 clips"):
         driver.contact_timing_checks(motion[:1])
+
+
+def test_protocol_is_recorded_and_changes_batches_and_empty_contacts(tmp_path):
+    motion, captions = _clips()  # 40 clips: one HandX batch of 40, one HumanML3D batch of 32
+    ev = LookupEvaluator(len(motion))
+    handx = driver.evaluate(ev, motion, captions, replications=1, progress=False)
+    assert handx["meta"]["protocol"] == "handx" and handx["meta"]["r_precision_batch"] == 64
+    h3d = driver.evaluate(ev, motion, captions, replications=1, progress=False, protocol="humanml3d")
+    assert h3d["meta"]["protocol"] == "humanml3d" and h3d["meta"]["r_precision_batch"] == 32
+    assert report.markdown_table(h3d).splitlines()[0].startswith("| setting (humanml3d protocol) |")
+    still = motion.copy()
+    still[:, :, :, :, 0] += np.arange(2)[None, None, :, None] * 5.0  # hands 5 m apart
+    still[:, :, :, 16] += 1.0  # thumbs far from every tip: no contact anywhere
+    rows = {p: driver.motion_metrics(still, still, metrics.get_protocol(p).empty_prf)
+            for p in ("handx", "humanml3d")}
+    assert rows["handx"]["C_F1_intra"] == 0.0 and rows["humanml3d"]["C_F1_intra"] == 1.0
+    with pytest.raises(ValueError, match="unknown evaluation protocol"):
+        driver.evaluate(ev, motion, captions, replications=1, progress=False, protocol="kit")
