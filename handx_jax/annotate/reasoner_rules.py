@@ -11,9 +11,9 @@ per statement) and is deterministic for (seed, clip name).
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 
-import numpy as np
 
 from handx_jax.annotate import events as events_lib
 
@@ -28,9 +28,11 @@ SPEED = {"Slow": ("slowly", "gently", "gradually"), "Medium": ("steadily", "at a
 LEVELS = ("concise", "concise", "moderate", "moderate", "detailed")
 
 
-def _rng(seed: int, name: str, k: int) -> np.random.Generator:
+def _rng(seed: int, name: str, k: int) -> random.Random:
+    """The wording choices of triplet k of clip `name` (Python's generator: a choice among a
+    few phrases costs well under a microsecond, a numpy Generator's tens)."""
     digest = hashlib.sha256(f"{seed}|{name}|{k}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return random.Random(int.from_bytes(digest[:8], "little"))
 
 
 def join_names(items: list[str]) -> str:
@@ -156,15 +158,26 @@ def _finger_hold(joints: dict[str, list]) -> str | None:
             ranks.append(RANK[best["constant_des"]])
     if not ranks:
         return None
-    rank = int(round(float(np.mean(ranks))))
+    rank = int(round(sum(ranks) / len(ranks)))
     return [k for k, v in RANK.items() if v == max(rank, 1)][0]
 
 
-def _hand_statements(hand_ev: dict, frames: int, level: str, rng) -> list[str]:
+def _hand_facts(hand_ev: dict) -> dict:
+    """What the statements about one hand are built from, computed once per clip."""
+    fingers = _finger_joints(hand_ev)
+    return {"contacts": _intra_contacts(hand_ev), "fingers": fingers,
+            "hyper": {f: _hyperextensions(j) for f, j in fingers.items()},
+            "moves": {f: _finger_movements(j) for f, j in fingers.items()},
+            "hold": {f: _finger_hold(j) for f, j in fingers.items()}}
+
+
+def _hand_statements(hand_ev: dict, frames: int, level: str, rng,
+                     facts: dict | None = None) -> list[str]:
     """Sentences about one hand, most important first."""
+    facts = facts or _hand_facts(hand_ev)
     out = []
     # contacts between the thumb and the other fingertips
-    contacts = _intra_contacts(hand_ev)
+    contacts = facts["contacts"]
     groups: dict[tuple, list[str]] = {}
     for finger, ivs in contacts.items():
         if len(ivs) >= 2:
@@ -196,9 +209,9 @@ def _hand_statements(hand_ev: dict, frames: int, level: str, rng) -> list[str]:
                                          for f, ivs in items) + ")"
         out.append(_sentence(text))
     # hyperextension, finger-level unless MCP hyperextended over bent distal joints
-    fingers = _finger_joints(hand_ev)
+    fingers = facts["fingers"]
     for finger, joints in fingers.items():
-        for joint, s, e, bent in _hyperextensions(joints):
+        for joint, s, e, bent in facts["hyper"][finger]:
             when = marker(s, e, frames, rng)
             if joint == "mcp" and bent:
                 text = str(rng.choice([
@@ -217,11 +230,11 @@ def _hand_statements(hand_ev: dict, frames: int, level: str, rng) -> list[str]:
     # whole-finger flexion, similar fingers grouped, repetitions counted
     sigs: dict[tuple, list[str]] = {}
     for finger, joints in fingers.items():
-        moves = _finger_movements(joints)
+        moves = facts["moves"][finger]
         if not moves:
-            if _hyperextensions(joints):
+            if facts["hyper"][finger]:
                 continue  # reported above
-            hold = _finger_hold(joints)
+            hold = facts["hold"][finger]
             if hold:
                 sigs.setdefault(("hold", hold), []).append(finger)
             continue
@@ -506,11 +519,12 @@ def _position_statements(pos: dict, frames: int, level: str, rng) -> list[str]:
 def describe(doc: dict, seed: int = 0, name: str = "") -> list[dict[str, str]]:
     """Five caption triplets for one clip's event JSON (deterministic for seed and name)."""
     frames = int(doc["frame_count"])
+    facts = [_hand_facts(doc[f"{side}_hand_events"]) for side in ("left", "right")]
     out = []
     for k, level in enumerate(LEVELS):
         rng = _rng(seed, name, k)
-        left = _hand_statements(doc["left_hand_events"], frames, level, rng)
-        right = _hand_statements(doc["right_hand_events"], frames, level, rng)
+        left = _hand_statements(doc["left_hand_events"], frames, level, rng, facts[0])
+        right = _hand_statements(doc["right_hand_events"], frames, level, rng, facts[1])
         rel = _relation_statements(doc["two_hand_relationships"], frames, level, rng)
         if not rel:
             rel = [_sentence("the hands do not interact")]
