@@ -25,9 +25,9 @@ from handx_jax.viz import style
 HAND_COLOURS = style.HAND_COLOURS  # left, right
 MIN_HALF_RANGE = 0.03  # m: an axis never spans less than 6 cm (a still hand is not blown up)
 MARGIN = 0.08  # fraction of the largest extent added around the motion
-# Camera: from the front (-y, fingers point away) and above, so the wrist-to-wrist x axis runs
-# across the picture and z (up) stays up.
-VIEW_ELEVATION, VIEW_AZIMUTH = 24.0, -100.0
+# Camera: from the front (-y) and well above, so the wrist-to-wrist x axis runs across the
+# picture and the fingers, which point along +y, are seen spread rather than end-on.
+VIEW_ELEVATION, VIEW_AZIMUTH = 55.0, -95.0
 ZOOM = 0.95  # matplotlib leaves room for any rotation; the camera is fixed, so fill the panel
 
 
@@ -246,7 +246,7 @@ def render_frame(panels: list[Panel], out_png: str, frame: int, *, size: float =
 
 
 def render_gif(motion_tjc: np.ndarray, out_path: str, *, title: str = "", fps: int = skeleton.FPS,
-               size: float = 4.0, captions: tuple[str, str, str] | None = None) -> str:
+               size: float = 5.0, captions: tuple[str, str, str] | None = None) -> str:
     """One clip as a GIF (the label `title` above it, `captions` wrapped below); returns the path."""
     return render_panels([Panel(motion_tjc, title, tuple(captions) if captions else ("", "", ""))], out_path,
                          fps=fps, size=size, fmt="gif")

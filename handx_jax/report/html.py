@@ -375,8 +375,10 @@ def sweep_report(sweep_dir: str, metrics: tuple[str, ...] = ("R@3", "FID", "MM-D
     """The HTML text of a sweep's report."""
     from handx_jax.scaling import progress
 
+    from handx_jax.scaling import launch
+
     state = progress.sweep_progress(sweep_dir)
-    manifest_name = os.path.basename(os.path.abspath(sweep_dir))
+    manifest_name = launch.read_manifest(sweep_dir).get("name") or os.path.basename(os.path.abspath(sweep_dir))
     rows = state["points"]
     header = ["point", "state", "step", "last loss", "eval loss", "elapsed"] + [f"{_esc(m)} (± 95 %)" for m in metrics]
     table_rows = []
