@@ -114,6 +114,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     for path in launch.write_scripts(manifest, scripts, subdir):
         print(f"wrote {path}")
     print(f"submit with: {how}")
+    print(f"status: handx sweep status {manifest['out']} --watch; report when done: handx report {manifest['out']}")
     return 0
 
 
