@@ -9,7 +9,9 @@ the rest). Output goes to the HandX release format, our `.clips.npz`, or both.
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import json
+import multiprocessing
 import os
 import tempfile
 
@@ -24,9 +26,8 @@ from handx_jax.annotate.reasoner_llm import LLMConfig, LLMError, LLMReasoner
 BACKENDS = ("rules", "llm")
 
 
-def clip_event_docs(clips: dict[str, dict], batch_size: int = 512,
-                    progress: bool = True, source: str = "clips") -> dict[str, dict]:
-    """Event JSON of every clip; clips of equal length are measured together in batches."""
+def _group_by_length(clips: dict[str, dict], source: str) -> dict[int, list[str]]:
+    """Clip names by length, after checking every clip's motion (errors name the clip)."""
     by_length: dict[int, list[str]] = {}
     for name, clip in clips.items():
         motion = np.asarray(clip.get("motion"))
@@ -40,21 +41,67 @@ def clip_event_docs(clips: dict[str, dict], batch_size: int = 512,
             raise features_lib.FeatureError(
                 f"{source}: clip {name!r}: non-finite joint positions (first at frame {frame})")
         by_length.setdefault(motion.shape[0], []).append(name)
+    return by_length
+
+
+def _batches(clips: dict[str, dict], batch_size: int, source: str) -> list[list[str]]:
+    """Clip names in batches of equal length."""
+    return [names[lo:lo + batch_size] for names in _group_by_length(clips, source).values()
+            for lo in range(0, len(names), batch_size)]
+
+
+def _motion(clips: dict[str, dict], names: list[str]) -> np.ndarray:
+    return np.stack([np.asarray(clips[n]["motion"], np.float32) for n in names])
+
+
+def _chunk_docs(names: list[str], motion: np.ndarray, source: str) -> list[dict]:
+    try:
+        feats = features_lib.extract_features(motion)
+    except features_lib.FeatureError as err:
+        raise features_lib.FeatureError(f"{source}: clips {names[:3]}...: {err}") from err
+    return events_lib.batch_events(feats)
+
+
+def _rules_chunk(job) -> tuple[list[dict], list[list[dict]]]:
+    """Event JSON and rules captions of one batch (a process-pool task)."""
+    names, motion, seed, source = job
+    gc.disable()  # see annotate_file
+    docs = _chunk_docs(names, motion, source)
+    return docs, [reasoner_rules.describe(d, seed=seed, name=n) for d, n in zip(docs, names)]
+
+
+def clip_event_docs(clips: dict[str, dict], batch_size: int = 512,
+                    progress: bool = True, source: str = "clips") -> dict[str, dict]:
+    """Event JSON of every clip; clips of equal length are measured together in batches."""
     docs: dict[str, dict] = {}
     bar = tqdm(total=len(clips), desc="events", unit="clip", disable=not progress)
-    for names in by_length.values():
-        for lo in range(0, len(names), batch_size):
-            chunk = names[lo:lo + batch_size]
-            motion = np.stack([np.asarray(clips[n]["motion"], np.float32) for n in chunk])
-            try:
-                feats = features_lib.extract_features(motion)
-            except features_lib.FeatureError as err:
-                raise features_lib.FeatureError(f"{source}: clips {chunk[:3]}...: {err}") from err
-            for i, name in enumerate(chunk):
-                docs[name] = events_lib.clip_events(feats, i)
-            bar.update(len(chunk))
+    for chunk in _batches(clips, batch_size, source):
+        docs.update(zip(chunk, _chunk_docs(chunk, _motion(clips, chunk), source)))
+        bar.update(len(chunk))
     bar.close()
     return {name: docs[name] for name in clips}
+
+
+def rules_docs_and_captions(clips: dict[str, dict], seed: int = 0, workers: int = 2,
+                            batch_size: int = 256, progress: bool = True,
+                            source: str = "clips") -> tuple[dict[str, dict], dict[str, list]]:
+    """Event JSON and rules captions of every clip, batches spread over `workers` processes
+    (features, events and captions of a batch in one task, so only motion and results
+    travel)."""
+    docs: dict[str, dict] = {}
+    captions: dict[str, list] = {}
+    batches = _batches(clips, batch_size, source)
+    jobs = ((chunk, _motion(clips, chunk), seed, source) for chunk in batches)
+    bar = tqdm(total=len(clips), desc="events + captions", unit="clip", disable=not progress)
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                          else "spawn")
+    with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=context) as pool:
+        for chunk, (chunk_docs, chunk_caps) in zip(batches, pool.map(_rules_chunk, jobs)):
+            docs.update(zip(chunk, chunk_docs))
+            captions.update(zip(chunk, chunk_caps))
+            bar.update(len(chunk))
+    bar.close()
+    return {n: docs[n] for n in clips}, {n: captions[n] for n in clips}
 
 
 def _atomic_write_text(path: str, text: str) -> None:
@@ -123,7 +170,7 @@ def annotate_file(src: str, out: str, backend: str = "rules", seed: int = 0, *,
                   fmt: str = "auto", concurrency: int = 4, cache: str | None = None,
                   allow_partial: bool = False, events_out: str | None = None,
                   progress: bool = True, llm_config: LLMConfig | None = None,
-                  template: str | None = None, **llm_kwargs) -> dict:
+                  template: str | None = None, workers: int = 1, **llm_kwargs) -> dict:
     """Replace the captions of every clip in `src` with the reasoner's; write `out`.
 
     Returns a report dict: counts, failed clips with reasons, LLM requests and cache hits,
@@ -131,14 +178,40 @@ def annotate_file(src: str, out: str, backend: str = "rules", seed: int = 0, *,
     """
     from handx_jax.data import handx_format, store
     clips = store.load_any(src)
-    docs = clip_event_docs(clips, progress=progress, source=src)
+    # Events and captions create millions of small dicts and strings that never form cycles;
+    # the cyclic collector would rescan all of them again and again.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _annotate_clips(clips, src, out, backend, seed, fmt=fmt, concurrency=concurrency,
+                               cache=cache, allow_partial=allow_partial, events_out=events_out,
+                               progress=progress, llm_config=llm_config, template=template,
+                               workers=workers, **llm_kwargs)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _annotate_clips(clips: dict, src: str, out: str, backend: str, seed: int, *, fmt: str,
+                    concurrency: int, cache: str | None, allow_partial: bool,
+                    events_out: str | None, progress: bool, llm_config: LLMConfig | None,
+                    template: str | None, workers: int = 1, **llm_kwargs) -> dict:
+    from handx_jax.data import handx_format, store
+    rules_parallel = backend == "rules" and workers > 1 and len(clips) > 256
+    if rules_parallel:
+        docs, ready = rules_docs_and_captions(clips, seed, workers, progress=progress, source=src)
+    else:
+        docs = clip_event_docs(clips, progress=progress, source=src)
     if events_out:
         _atomic_write_text(events_out, "".join(
             json.dumps({"clip": n, "events": d}) + "\n" for n, d in docs.items()))
     if backend == "llm" and llm_config is None:
         llm_config = LLMConfig(seed=seed, **llm_kwargs)
-    captions, failed, stats = caption_clips(docs, backend, seed, concurrency, cache, progress,
-                                            llm_config, template)
+    if rules_parallel:
+        captions, failed, stats = ready, {}, {"requests": 0, "cache_hits": 0}
+    else:
+        captions, failed, stats = caption_clips(docs, backend, seed, concurrency, cache, progress,
+                                                llm_config, template)
     report = {"source": src, "backend": backend, "clips": len(clips),
               "annotated": len(captions), "failed": [{"clip": n, "error": e}
                                                      for n, e in failed.items()],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -45,6 +46,9 @@ def register(subparsers) -> None:
                      help="write the clips that succeeded even if some failed (they are listed)")
     ann.add_argument("--events-out", default=None, help="also write per-clip event JSONL here")
     ann.add_argument("--report", default=None, help="report JSON path (default: <out>.report.json)")
+    ann.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                     help="processes measuring and captioning clips with --backend rules "
+                          "(default: CPU cores, at most 4)")
     ann.add_argument("--no-progress", action="store_true")
     ann.set_defaults(func=run_annotate)
 
@@ -90,7 +94,7 @@ def run_annotate(args: argparse.Namespace) -> int:
             args.src, args.out, backend=args.backend, seed=args.seed, fmt=args.format,
             concurrency=args.concurrency, cache=cache, allow_partial=args.allow_partial,
             events_out=args.events_out, progress=not args.no_progress, llm_config=config,
-            template=template)
+            template=template, workers=args.workers)
     except (ValueError, FileNotFoundError) as err:  # bad input: the message names file/clip
         print(f"error: {err}", file=sys.stderr)
         return 1

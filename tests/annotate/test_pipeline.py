@@ -72,3 +72,15 @@ def test_bad_motion_is_reported_with_file_and_clip(tmp_path, capsys):
     assert cli.main(["annotate", "--src", path, "--out", str(tmp_path / "o.clips.npz"),
                      "--no-progress"]) == 1
     assert "'broken'" in capsys.readouterr().err
+
+
+def test_parallel_rules_equal_serial():
+    from handx_jax.data.synthetic.generator import generate_chunk
+
+    chunk = generate_chunk(2, "train", range(10))
+    clips = {n: {"motion": m} for n, m in zip(chunk["names"], chunk["motion"])}
+    docs, captions = pipeline.rules_docs_and_captions(clips, seed=3, workers=2, batch_size=4,
+                                                      progress=False)
+    assert docs == pipeline.clip_event_docs(clips, progress=False)
+    assert list(captions) == list(clips)
+    assert captions == {n: R.describe(d, seed=3, name=n) for n, d in docs.items()}
