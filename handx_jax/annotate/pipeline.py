@@ -13,6 +13,7 @@ import gc
 import json
 import multiprocessing
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -93,8 +94,9 @@ def rules_docs_and_captions(clips: dict[str, dict], seed: int = 0, workers: int 
     batches = _batches(clips, batch_size, source)
     jobs = ((chunk, _motion(clips, chunk), seed, source) for chunk in batches)
     bar = tqdm(total=len(clips), desc="events + captions", unit="clip", disable=not progress)
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                          else "spawn")
+    # fork is cheapest, but not once JAX (multithreaded) is loaded in this process
+    fork = "fork" in multiprocessing.get_all_start_methods() and "jax" not in sys.modules
+    context = multiprocessing.get_context("fork" if fork else "spawn")
     with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=context) as pool:
         for chunk, (chunk_docs, chunk_caps) in zip(batches, pool.map(_rules_chunk, jobs)):
             docs.update(zip(chunk, chunk_docs))
