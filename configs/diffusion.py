@@ -4,12 +4,22 @@
   size     one of SIZES below (default XS); T is a tiny size for tests.
   data     fraction of the training split, 0 < data <= 1 (default 1.0; nested subsets).
   runlocal small batch and few steps for a CPU smoke run.
+  text     what conditions the model (default tower):
+           tower   caption embeddings of the dataset's frozen contrastive text tower,
+                   precomputed once per caption (`model.text_tower`, default
+                   <data.dir>/text_tower, trained from `model.text_tower_config` when missing);
+           file    your own embeddings file (`model.text_embeddings_path`, e.g. T5 or CLIP
+                   states computed elsewhere);
+           scratch a treble text encoder trained through the diffusion loss: at our data
+                   sizes it collapses to one condition for every caption (docs/diffusion.md).
 """
 
 import ml_collections
 from ml_collections import config_dict
 
 from handx_jax import configlib
+
+text_tower_config = configlib.load_module("configs/text_tower.py")
 
 # size -> (layers, d_model, mlp_dim, heads, text_layers, text_d_model, text_mlp_dim, text_heads)
 # Denoiser rows follow the paper's Table C; the text encoder is ours (trained from scratch).
@@ -22,7 +32,8 @@ SIZES = {
 }
 # Parameter counts the paper reports (they include their text cross-attention).
 PAPER_PARAMS = {"XS": 4.63e6, "S": 26.33e6, "M": 38.95e6, "L": 260.97e6}
-OPTIONS = ("size", "data", "runlocal")
+OPTIONS = ("size", "data", "runlocal", "text")
+TEXT_MODES = ("tower", "file", "scratch")
 
 
 def get_config(arg=None):
@@ -32,6 +43,10 @@ def get_config(arg=None):
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"configs/diffusion.py: data={ratio} must satisfy 0 < data <= 1")
     runlocal = bool(opts.get("runlocal", False))
+    text = str(opts.get("text", "tower"))
+    if text not in TEXT_MODES:
+        raise ValueError(f"configs/diffusion.py: text={text!r}; choose one of {', '.join(TEXT_MODES)}")
+    tower_size = "T" if size == "T" else "XS"
     layers, d, ff, heads, t_layers, t_d, t_ff, t_heads = SIZES[size]
 
     c = ml_collections.ConfigDict()
@@ -49,15 +64,24 @@ def get_config(arg=None):
     c.model.pre_norm = True
     c.model.dtype = "float32"
     c.model.cond_dropout = 0.1  # classifier-free guidance: null condition rate in training
+    c.model.text = text
+    # tower: the frozen text tower's run directory ('' = <data.dir>/text_tower), the config
+    # it is trained from when missing, and the width of its caption embeddings.
+    c.model.text_tower = ""
+    c.model.text_tower_config = f"configs/text_tower.py:size={tower_size}" + (",runlocal" if runlocal else "")
+    c.model.text_embed_dim = text_tower_config.embed_dim(tower_size)
+    # The embeddings file: filled in by the trainer for `tower` (with the tokenizer and tower
+    # content hashes as `text_key`, checked by every later reader); yours for `file`.
+    c.model.text_embeddings_path = ""
+    c.model.text_key = ""
+    # scratch only: the treble text encoder trained with the denoiser.
     c.model.vocab_size = 2000  # embedding rows; the tokenizer is trained with this upper bound
     c.model.text_max_len = 32 if size == "T" else 64  # synthetic captions: 90th pct ~60 tokens
     c.model.text_layers = t_layers
     c.model.text_d_model = t_d
     c.model.text_mlp_dim = t_ff
     c.model.text_heads = t_heads
-    # npz of precomputed text embeddings (docs/diffusion.md); '' = train the text encoder.
-    c.model.text_embeddings_path = ""
-    # Run directory (e.g. a contrastive evaluator with the same TrebleTextEncoder dims and
+    # Run directory (e.g. a contrastive model with the same TrebleTextEncoder dims and
     # tokenizer) whose text_encoder weights initialise ours; '' = random init.
     c.model.text_init_from = ""
     c.model.text_frozen = False  # stop gradients into the text encoder (needs weight_decay 0)

@@ -10,20 +10,26 @@ import ml_collections
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """Load `configs/x.py:arg` (or `configs/x.py`) by calling its `get_config(arg)`."""
     path, _, arg = spec.partition(":")
+    module = load_module(path, spec)
+    if not hasattr(module, "get_config"):
+        raise AttributeError(f"{path} has no get_config(arg)")
+    return module.get_config(arg or None)
+
+
+def load_module(path: str, spec: str | None = None):
+    """Import a config file (a path, or one relative to the repository) as a module."""
     if not os.path.isfile(path):
         # Allow names relative to the repository's configs/ directory.
         here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
         if os.path.isfile(here):
             path = here
         else:
-            raise FileNotFoundError(f"config file not found: {spec!r}")
+            raise FileNotFoundError(f"config file not found: {spec or path!r}")
     module_name = "handx_config_" + os.path.splitext(os.path.basename(path))[0]
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise AttributeError(f"{path} has no get_config(arg)")
-    return module.get_config(arg or None)
+    return module
 
 
 def parse_arg(arg: str | None) -> dict:

@@ -76,13 +76,21 @@ def features_to_joints(features_ntf, stats, representation: str) -> np.ndarray:
     return np.asarray(representations.to_joints(feats, representation), np.float32)
 
 
-def text_batch_for(task, texts: Sequence[Sequence[str]]) -> dict:
-    """Numeric text inputs for `[(left, right, relation), ...]` using the run's tokenizer or embeddings."""
+def text_batch_for(task, texts: Sequence[Sequence[str]], embedder=None) -> dict:
+    """Numeric text inputs for `[(left, right, relation), ...]`: the run's caption embeddings
+    (a tower run embeds prompts its file lacks with its tower; `embedder` reuses a
+    `text_tower.CaptionEmbedder`), or its tokenizer's ids."""
+    from handx_jax.models.diffusion import text_source
+    from handx_jax.train import text_tower
+
     config = task.config
     for i, triple in enumerate(texts):
         if len(triple) != 3:
             raise ValueError(f"text {i} must be (left, right, relation), got {len(triple)} strings")
-    if config.model.get("text_embeddings_path"):
+    if text_tower.uses_tower(config):
+        embedder = embedder or text_tower.CaptionEmbedder(config)
+        return {"text_embedding": embedder(texts)}
+    if text_source(config) == "embeddings":
         table = tokenizer_lib.load_text_embeddings(str(config.model.text_embeddings_path))
         return {"text_embedding": np.stack([table.lookup(t) for t in texts])}
     processor = tokenizer_lib.load_tokenizer(str(config.data.dir))
@@ -103,6 +111,14 @@ class WorkdirSampler:
             self.config.data.dir = os.path.join(workdir, "data")
         self.task = DiffusionTask(self.config)
         self.stats = load_stats(self.config)
+        self._embedder = None  # the run's caption embeddings (tower runs), read on first use
+
+    def text_batch(self, texts: Sequence[Sequence[str]]) -> dict:
+        from handx_jax.train import text_tower
+
+        if self._embedder is None and text_tower.uses_tower(self.config):
+            self._embedder = text_tower.CaptionEmbedder(self.config)
+        return text_batch_for(self.task, texts, self._embedder)
 
     def __call__(self, texts: Sequence[Sequence[str]], *, num_per_text: int = 1, steps: int = 50,
                  guidance: float = 2.5, seed: int = 0, method: str = "ddim", batch_size: int = 64,
@@ -114,7 +130,7 @@ class WorkdirSampler:
         """
         if not texts:
             raise ValueError(f"sampling {self.workdir}: no texts given")
-        text = text_batch_for(self.task, texts)
+        text = self.text_batch(texts)
         total = len(texts) * num_per_text
         # Expand prompts up front, then sample in fixed-size chunks (one compiled shape).
         rows = {k: np.repeat(v, num_per_text, axis=0) for k, v in text.items()}
@@ -164,7 +180,7 @@ class WorkdirSampler:
 
         if not stages:
             raise ValueError(f"sampling {self.workdir}: no stages given")
-        batch = text_batch_for(self.task, list(stages))  # one tokenizer pass, then one row per stage
+        batch = self.text_batch(list(stages))  # one tokenizer pass, then one row per stage
         texts = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(len(stages))]
         feats = long_horizon.sample_stages(self.task, self.params, texts, num=num, context=context, steps=steps,
                                            guidance=guidance, method=method, seed=seed)

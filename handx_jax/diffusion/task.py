@@ -54,8 +54,7 @@ class DiffusionTask:
                 batch[f"tokens_{role}"] = np.zeros((batch_size, int(c.model.text_max_len)), np.int32)
                 batch[f"tokens_{role}_mask"] = np.zeros((batch_size, int(c.model.text_max_len)), np.float32)
         else:
-            dim = tokenizer_lib.load_text_embeddings(c.model.text_embeddings_path).dim
-            batch["text_embedding"] = np.zeros((batch_size, 3, dim), np.float32)
+            batch["text_embedding"] = np.zeros((batch_size, 3, self.text_embed_dim()), np.float32)
         return batch
 
     def init_params(self, rng, batch=None):
@@ -108,11 +107,24 @@ class DiffusionTask:
     def data_dir(self) -> str:
         return store.config_data_dir(self.config)
 
+    def text_embed_dim(self) -> int:
+        """Width of the precomputed caption embeddings: the tower's (`model.text_embed_dim`) or
+        the given file's."""
+        c = self.config
+        if str(c.model.get("text", "")) == "file" or (c.model.get("text") is None and c.model.get("text_embeddings_path")):
+            return tokenizer_lib.load_text_embeddings(file_embeddings_path(c)).dim
+        return int(c.model.text_embed_dim)
+
     def text_transform(self):
-        """The grain MapTransform turning captions into numeric text inputs."""
+        """The grain MapTransform turning captions into numeric text inputs (for `tower`, the
+        tower and its embeddings are made first when missing, and recorded in the config)."""
         c = self.config
         if diffusion_model.text_source(c) == "embeddings":
-            return tokenizer_lib.LookupTextEmbeddings(str(c.model.text_embeddings_path))
+            from handx_jax.train import text_tower
+
+            if text_tower.uses_tower(c):
+                return tokenizer_lib.LookupTextEmbeddings(text_tower.prepare_run(c))
+            return tokenizer_lib.LookupTextEmbeddings(file_embeddings_path(c))
         return tokenizer_lib.tokenize_transform(self.data_dir(), int(c.model.vocab_size), int(c.model.text_max_len))
 
     def train_inputs(self, *, batch_size, seed, shard_index=None, shard_count=None, split="train", **kwargs):
@@ -131,6 +143,13 @@ class DiffusionTask:
     def flops_per_example(self) -> float:
         """Analytic training FLOPs per example: 3 x forward matmul FLOPs (attention included)."""
         return 3.0 * diffusion_model.forward_flops(self.config)
+
+
+def file_embeddings_path(config) -> str:
+    path = str(config.model.get("text_embeddings_path", "") or "")
+    if not path:
+        raise ValueError("config.model.text = 'file' needs config.model.text_embeddings_path (an npz of caption embeddings)")
+    return path
 
 
 def load_text_tower(workdir: str, data_dir: str) -> dict:

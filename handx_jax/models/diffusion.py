@@ -115,9 +115,18 @@ class MotionDenoiser(nn.Module):
         return self.denoise(x_btf, t_b, mask_bt, cond, deterministic)
 
 
+TEXT_MODES = ("tower", "file", "scratch")
+
+
 def text_source(config) -> str:
-    """'embeddings' when `config.model.text_embeddings_path` is set, else 'tokens'."""
-    return "embeddings" if config.model.get("text_embeddings_path") else "tokens"
+    """What the denoiser reads: 'embeddings' (precomputed, `model.text` tower or file) or
+    'tokens' (`model.text = "scratch"`: a text encoder trained with it)."""
+    mode = config.model.get("text")
+    if mode is None:  # run configs written before `model.text` existed
+        return "embeddings" if config.model.get("text_embeddings_path") else "tokens"
+    if mode not in TEXT_MODES:
+        raise ValueError(f"config.model.text {mode!r} unknown; choose one of {', '.join(TEXT_MODES)}")
+    return "tokens" if mode == "scratch" else "embeddings"
 
 
 def feature_dim(config) -> int:
@@ -154,7 +163,9 @@ def forward_flops(config) -> float:
     f = feature_dim(config)
     flops += 2 * t * f * d * 2  # input and output projections
     flops += 2 * 2 * d * d + 2 * int(m.text_d_model) * d  # timestep MLP, condition projection
-    if text_source(config) == "tokens":
+    if text_source(config) == "embeddings":
+        flops += 2 * 3 * int(m.get("text_embed_dim", m.text_d_model)) * int(m.text_d_model)  # per-role projections
+    else:
         dt, fft, lt = int(m.text_d_model), int(m.text_mlp_dim), int(m.text_layers)
         st = int(m.text_max_len) + 1
         per_text_layer = 2 * st * dt * 3 * dt + 2 * 2 * st * st * dt + 2 * st * dt * dt + 2 * 2 * st * dt * fft

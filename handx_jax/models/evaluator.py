@@ -88,6 +88,12 @@ class TextMotionEvaluator(nn.Module):
         h = self.text_encoder(tokens, masks, deterministic)
         return l2_normalize(self.text_projection(self.text_norm(h)).astype(jnp.float32))
 
+    def encode_text_roles(self, text: dict) -> jax.Array:
+        """Each role's CLS output of the text encoder (B, 3, text_d_model), before the sum:
+        what a frozen text tower hands a generator as its caption embeddings."""
+        tokens, masks = stack_tokens(text)
+        return self.text_encoder(tokens, masks, True, per_role=True)
+
     def encode_motion(self, x_btf: jax.Array, mask_bt: jax.Array, deterministic: bool = True) -> jax.Array:
         """Normalised features (B, T, F) and mask (B, T) -> L2-normalised latents (B, latent_dim)."""
         if x_btf.shape[-1] != self.feature_dim:

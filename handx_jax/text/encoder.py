@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from handx_jax.models.transformer import Encoder, LayerNorm, _param, constrain
+from handx_jax.models.transformer import Encoder, _param, constrain
 
 ROLES = ("left", "right", "relation")
 
@@ -43,7 +43,9 @@ class TrebleTextEncoder(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, tokens_brl: jax.Array, mask_brl: jax.Array, deterministic: bool = True) -> jax.Array:
+    def __call__(self, tokens_brl: jax.Array, mask_brl: jax.Array, deterministic: bool = True,
+                 per_role: bool = False) -> jax.Array:
+        """(B, d), or (B, R, d) per role's CLS output before the sum when `per_role`."""
         b, roles, length = tokens_brl.shape
         if length > self.max_len:
             raise ValueError(f"TrebleTextEncoder: {length} tokens exceed max_len {self.max_len}")
@@ -57,18 +59,31 @@ class TrebleTextEncoder(nn.Module):
         mask = jnp.concatenate([jnp.ones((b, roles, 1), mask_brl.dtype), mask_brl], axis=2).reshape(b * roles, length + 1)
         x = constrain(x)
         x = Encoder(self.num_layers, self.num_heads, self.mlp_dim, self.dropout_rate, dtype=self.dtype, name="encoder")(x, mask, deterministic)
-        return x[:, 0].reshape(b, roles, self.d_model).sum(axis=1).astype(jnp.float32)
+        cls_out = x[:, 0].reshape(b, roles, self.d_model).astype(jnp.float32)
+        return cls_out if per_role else cls_out.sum(axis=1)
 
 
 class PrecomputedTextProjection(nn.Module):
-    """Embeddings (B, 3, E) from a file -> condition (B, d): per-role projection, summed."""
+    """Embeddings (B, 3, E) from a file -> condition (B, d): per-role projection, summed.
+
+    Each role's kernel starts as a (rectangular) identity, so at initialisation the
+    condition is the sum of the role embeddings, the combination a treble text tower is
+    trained to make discriminative; training then adapts each role's projection. (A random
+    initialisation, or a LayerNorm on the sum, made a T model on a two-caption toy ignore
+    one caption after 300 steps where this start follows both.)
+    """
 
     d_model: int
 
     @nn.compact
     def __call__(self, emb_bre: jax.Array, deterministic: bool = True) -> jax.Array:
         _, roles, e = emb_bre.shape
-        w = _param(self, "kernel", nn.initializers.lecun_normal(batch_axis=(0,)), (roles, e, self.d_model), (None, None, "embed"), jnp.float32)
+        w = _param(self, "kernel", _identity_per_role, (roles, e, self.d_model), (None, None, "embed"), jnp.float32)
         bias = _param(self, "bias", nn.initializers.zeros, (self.d_model,), ("embed",), jnp.float32)
-        x = jnp.einsum("bre,red->bd", emb_bre.astype(jnp.float32), w) + bias
-        return LayerNorm(name="norm")(x)
+        return jnp.einsum("bre,red->bd", emb_bre.astype(jnp.float32), w) + bias
+
+
+def _identity_per_role(key, shape, dtype=jnp.float32):
+    """(R, E, d) kernels, each the identity on min(E, d) dimensions (the key is unused)."""
+    del key
+    return jnp.broadcast_to(jnp.eye(shape[1], shape[2], dtype=dtype), shape)

@@ -189,12 +189,12 @@ class TokenizeCaptions(_MapTransform):
 class LookupTextEmbeddings(_MapTransform):
     """grain MapTransform for precomputed text embeddings: captions -> `text_embedding` (3, E).
 
-    See `load_text_embeddings` for the two accepted file layouts.
+    See `load_text_embeddings` for the accepted file layouts.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, table: "TextEmbeddingTable | None" = None):
         self.path = path
-        self.table = load_text_embeddings(path)
+        self.table = load_text_embeddings(path) if table is None else table
 
     def map(self, element: dict) -> dict:
         element = dict(element)
@@ -203,49 +203,122 @@ class LookupTextEmbeddings(_MapTransform):
         return element
 
 
-class TextEmbeddingTable:
-    """Precomputed text embeddings, looked up by caption or by clip index."""
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
-    def __init__(self, path: str, by_caption: dict[str, np.ndarray] | None, by_clip: np.ndarray | None):
-        self.path, self.by_caption, self.by_clip = path, by_caption, by_clip
-        sample = next(iter(by_caption.values())) if by_caption else by_clip[0, 0]
+
+class TextEmbeddingTable:
+    """Precomputed text embeddings, looked up by (role, caption), by caption, or by clip index.
+
+    `rows[role]` maps a caption to its row of `matrices[role]` (N_role, E); a role-agnostic
+    file shares one mapping and matrix across the three roles. `meta` is the file's
+    identity record (empty for files made elsewhere).
+    """
+
+    def __init__(self, path: str, rows: dict | None, matrices: dict | None, by_clip: np.ndarray | None,
+                 meta: dict | None = None):
+        self.path, self.rows, self.matrices, self.by_clip = path, rows, matrices, by_clip
+        self.meta = dict(meta or {})
+        sample = next(iter(matrices.values())) if matrices else by_clip[0]
         self.dim = int(sample.shape[-1])
+
+    def __contains__(self, role_caption) -> bool:
+        role, caption = role_caption
+        return self.rows is not None and _text(caption) in self.rows[role]
+
+    def missing(self, texts: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+        """(role, caption) pairs of `texts` (triples) that the table lacks (caption tables only)."""
+        if self.rows is None:
+            return []
+        out = {(role, _text(t[r])) for t in texts for r, role in enumerate(ROLES)}
+        return sorted(rc for rc in out if rc[1] not in self.rows[rc[0]])
 
     def lookup(self, texts: Sequence[str], clip_index: int = -1) -> np.ndarray:
         """(3, E) float32 for one (left, right, relation) triple."""
-        if self.by_caption is not None:
-            rows = []
-            for text in texts:
-                text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-                if text not in self.by_caption:
-                    raise KeyError(f"{self.path}: no embedding for caption {text!r}")
-                rows.append(self.by_caption[text])
-            return np.stack(rows).astype(np.float32)
+        if self.rows is not None:
+            out = np.empty((len(ROLES), self.dim), np.float32)
+            for r, role in enumerate(ROLES):
+                text = _text(texts[r])
+                row = self.rows[role].get(text)
+                if row is None:
+                    raise KeyError(f"{self.path}: no {role} embedding for caption {text!r} "
+                                   "(embed the dataset's captions again: `handx text embed`)")
+                out[r] = self.matrices[role][row]
+            return out
         if not 0 <= clip_index < len(self.by_clip):
             raise KeyError(f"{self.path}: clip_index {clip_index} outside 0..{len(self.by_clip) - 1}")
         return self.by_clip[clip_index].astype(np.float32)
 
 
+META_KEY = "meta_json"
+
+
+def save_text_embeddings(path: str, per_role: dict[str, tuple[Sequence[str], np.ndarray]], meta: dict) -> str:
+    """Write per-role caption embeddings (layout 3 of `load_text_embeddings`) atomically, pickle-free."""
+    import json
+
+    arrays = {META_KEY: np.array(json.dumps(meta, sort_keys=True))}
+    for role in ROLES:
+        captions, emb = per_role[role]
+        emb = np.asarray(emb, np.float32)
+        if emb.ndim != 2 or len(emb) != len(captions):
+            raise ValueError(f"save_text_embeddings: {role} embeddings {emb.shape} do not match {len(captions)} captions")
+        arrays[f"captions_{role}"] = np.array([str(c) for c in captions], dtype=str)
+        arrays[f"embeddings_{role}"] = emb
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
 def load_text_embeddings(path: str) -> TextEmbeddingTable:
     """Read precomputed text embeddings (pickle-free npz).
 
-    Layout 1, by caption: `captions` (N,) str and `embeddings` (N, E) float.
+    Layout 1, by caption, any role: `captions` (N,) str and `embeddings` (N, E) float.
     Layout 2, by clip: `left`, `right`, `relation`, each (num_clips, E), indexed by the
     example's `clip_index` (the clip's position in the split), whatever caption was drawn.
+    Layout 3, by role and caption (what `handx text embed` writes): `captions_<role>` and
+    `embeddings_<role>` for each of left, right, relation, plus `meta_json` (the identity of
+    the tokenizer and text tower that produced them).
     """
+    import json
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"text embeddings file not found: {path}")
     with np.load(path, allow_pickle=False) as data:
         keys = set(data.files)
+        meta = json.loads(str(data[META_KEY])) if META_KEY in keys else {}
+        role_keys = {f"{p}_{r}" for p in ("captions", "embeddings") for r in ROLES}
+        if role_keys <= keys:
+            rows, matrices = {}, {}
+            for role in ROLES:
+                captions = data[f"captions_{role}"].tolist()
+                emb = np.asarray(data[f"embeddings_{role}"], np.float32)
+                if emb.ndim != 2 or len(emb) != len(captions):
+                    raise ValueError(f"{path}: embeddings_{role} {emb.shape} must be (len(captions_{role})={len(captions)}, E)")
+                rows[role] = {c: i for i, c in enumerate(captions)}
+                matrices[role] = emb
+            if len({m.shape[1] for m in matrices.values()}) != 1:
+                raise ValueError(f"{path}: the roles' embeddings differ in width {[m.shape for m in matrices.values()]}")
+            return TextEmbeddingTable(path, rows, matrices, None, meta)
         if {"captions", "embeddings"} <= keys:
             captions = [str(c) for c in data["captions"]]
             emb = np.asarray(data["embeddings"], np.float32)
             if emb.ndim != 2 or len(emb) != len(captions):
                 raise ValueError(f"{path}: embeddings {emb.shape} must be (len(captions)={len(captions)}, E)")
-            return TextEmbeddingTable(path, dict(zip(captions, emb)), None)
+            shared = {c: i for i, c in enumerate(captions)}
+            return TextEmbeddingTable(path, {r: shared for r in ROLES}, {r: emb for r in ROLES}, None, meta)
         if set(ROLES) <= keys:
             arrays = [np.asarray(data[r], np.float32) for r in ROLES]
             if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
                 raise ValueError(f"{path}: left/right/relation must share one (num_clips, E) shape, got {[a.shape for a in arrays]}")
-            return TextEmbeddingTable(path, None, np.stack(arrays, axis=1))
-    raise ValueError(f"{path}: expected fields captions+embeddings or left+right+relation, found {sorted(keys)}")
+            return TextEmbeddingTable(path, None, None, np.stack(arrays, axis=1), meta)
+    raise ValueError(f"{path}: expected fields captions_<role>+embeddings_<role>, captions+embeddings or "
+                     f"left+right+relation, found {sorted(keys)}")

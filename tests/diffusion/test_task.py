@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from handx_jax import configlib
 from handx_jax.diffusion.task import DiffusionTask
@@ -23,6 +24,12 @@ def _toy_batch(task, b=8, seed=0):
     phase = rng.integers(0, 4, size=b)
     freq = np.linspace(0.5, 2.0, batch["motion"].shape[2])
     batch["motion"] = np.sin(t[None, :, None] * freq + phase[:, None, None] * np.pi / 2).astype(np.float32)
+    if "text_embedding" in batch:  # caption embeddings naming the phase, one per role
+        emb = np.zeros_like(batch["text_embedding"])
+        for i in range(3):
+            emb[np.arange(b), i, phase + 4 * i] = 1.0
+        batch["text_embedding"] = emb
+        return batch
     for i, role in enumerate(("left", "right", "relation")):
         tok = np.zeros_like(batch[f"tokens_{role}"])
         tok[:, 0] = 2 + phase + 4 * i
@@ -41,8 +48,9 @@ def test_params_are_boxed_with_allowed_names():
         assert set(leaf.names) <= ALLOWED and len(leaf.names) == leaf.value.ndim
 
 
-def test_t_config_trains_and_loss_falls():
-    config = configlib.load_config(CONFIG + ":size=T")
+@pytest.mark.parametrize("text", ["tower", "scratch"])
+def test_t_config_trains_and_loss_falls(text):
+    config = configlib.load_config(CONFIG + f":size=T,text={text}")
     task = DiffusionTask(config)
     batch = {k: jnp.asarray(v) for k, v in _toy_batch(task).items()}
     params = nn.meta.unbox(task.init_params(jax.random.key(0), batch))
@@ -68,8 +76,9 @@ def test_t_config_trains_and_loss_falls():
     assert last < 0.5 * first, (first, last)
 
 
-def test_flops_close_to_xla_cost_analysis():
-    config = configlib.load_config(CONFIG + ":size=T")
+@pytest.mark.parametrize("text", ["tower", "scratch"])
+def test_flops_close_to_xla_cost_analysis(text):
+    config = configlib.load_config(CONFIG + f":size=T,text={text}")
     task = DiffusionTask(config)
     batch = {k: jnp.asarray(v) for k, v in task.dummy_batch(2).items()}
     params = nn.meta.unbox(task.init_params(jax.random.key(0), batch))
@@ -85,7 +94,7 @@ def test_precomputed_text_embeddings_path(tmp_path):
     path = tmp_path / "emb.npz"
     captions = np.array(["open", "fist", "apart"])
     np.savez(path, captions=captions, embeddings=np.eye(3, 5, dtype=np.float32))
-    config = configlib.load_config(CONFIG + ":size=T")
+    config = configlib.load_config(CONFIG + ":size=T,text=file")
     config.model.text_embeddings_path = str(path)
     task = DiffusionTask(config)
     transform = task.text_transform()
@@ -101,5 +110,7 @@ def test_precomputed_text_embeddings_path(tmp_path):
     model = task.make_model()
     from handx_jax.models.diffusion import MotionDenoiser
     cond = model.apply({"params": params}, {"text_embedding": batch["text_embedding"]}, method=MotionDenoiser.encode_condition)
-    other = model.apply({"params": params}, {"text_embedding": batch["text_embedding"][:, ::-1]}, method=MotionDenoiser.encode_condition)
+    other_captions = transform.map({"caption_left": "open", "caption_right": "open", "caption_relation": "apart"})
+    other_batch = jnp.asarray(np.stack([other_captions["text_embedding"]] * 2))
+    other = model.apply({"params": params}, {"text_embedding": other_batch}, method=MotionDenoiser.encode_condition)
     assert np.abs(np.asarray(cond - other)).max() > 1e-4

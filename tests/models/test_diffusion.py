@@ -24,14 +24,17 @@ def _config_module():
     return module
 
 
-def _tiny_task():
-    return DiffusionTask(configlib.load_config(CONFIG + ":size=T"))
+def _tiny_task(text="tower"):
+    return DiffusionTask(configlib.load_config(CONFIG + f":size=T,text={text}"))
 
 
 def _batch(task, b=3, seed=0):
     batch = task.dummy_batch(b)
     rng = np.random.default_rng(seed)
     batch["motion"] = rng.normal(size=batch["motion"].shape).astype(np.float32)
+    if "text_embedding" in batch:
+        batch["text_embedding"] = rng.normal(size=batch["text_embedding"].shape).astype(np.float32)
+        return batch
     for role in ("left", "right", "relation"):
         tok = rng.integers(2, 50, size=batch[f"tokens_{role}"].shape).astype(np.int32)
         tok[:, 10:] = 0
@@ -40,15 +43,16 @@ def _batch(task, b=3, seed=0):
     return batch
 
 
-def test_denoiser_shapes_mask_and_condition():
-    task = _tiny_task()
+@pytest.mark.parametrize("text_mode", ["tower", "scratch"])
+def test_denoiser_shapes_mask_and_condition(text_mode):
+    task = _tiny_task(text_mode)
     model = task.make_model()
     batch = _batch(task)
     params = task.init_params(jax.random.key(0), batch)
     x = jnp.asarray(batch["motion"])
     mask = jnp.asarray(batch["mask"]).at[0, 50:].set(0.0)
     t = jnp.array([0, 500, 999])
-    text = {k: jnp.asarray(v) for k, v in batch.items() if k.startswith("tokens")}
+    text = {k: jnp.asarray(v) for k, v in batch.items() if k.startswith("tokens") or k == "text_embedding"}
     apply = jax.jit(model.apply, static_argnames=("method",))
     out = apply({"params": params}, x, t, mask, text)
     assert out.shape == x.shape and out.dtype == jnp.float32
@@ -97,6 +101,12 @@ def test_runlocal_and_option_validation():
         configlib.load_config(CONFIG + ":sise=S")
     with pytest.raises(ValueError, match="0 < data <= 1"):
         configlib.load_config(CONFIG + ":data=1.5")
+    with pytest.raises(ValueError, match="text='t5'; choose one of tower, file, scratch"):
+        configlib.load_config(CONFIG + ":text=t5")
+    # The default conditions on the frozen tower: embeddings as wide as that tower's text side.
+    tower = configlib.load_config(full.model.text_tower_config)
+    assert full.model.text == "tower" and tower.family == "text_tower"
+    assert full.model.text_embed_dim == tower.model.text_d_model
 
 
 def test_flops_grow_with_size():

@@ -76,7 +76,7 @@ def test_precomputed_embeddings_both_layouts(tmp_path):
     out = tok.LookupTextEmbeddings(str(by_caption)).map(
         {"caption_left": "c", "caption_right": "a", "caption_relation": "b", "clip_index": 0})
     np.testing.assert_array_equal(out["text_embedding"], emb[[2, 0, 1]])
-    with pytest.raises(KeyError, match="no embedding for caption 'zzz'"):
+    with pytest.raises(KeyError, match="no left embedding for caption 'zzz'"):
         tok.LookupTextEmbeddings(str(by_caption)).map({"caption_left": "zzz", "caption_right": "a", "caption_relation": "b"})
     by_clip = tmp_path / "clip.npz"
     np.savez(by_clip, left=emb, right=emb + 100, relation=emb + 200)

@@ -1,10 +1,12 @@
 """The trainer with the real DiffusionTask (size T): golden parameter shardings on
-data=2, fsdp=2, tensor=2, and sharded vs single-device losses over 5 steps."""
+data=2, fsdp=2, tensor=2 (default tower conditioning, and a scratch text encoder), and
+sharded vs single-device losses over 5 steps."""
 
 import os
 
 import jax
 import numpy as np
+import pytest
 from jax.sharding import PartitionSpec as P
 
 from handx_jax import configlib
@@ -27,19 +29,27 @@ def _layer(prefix):
     }
 
 
-GOLDEN_T = {
+DENOISER_T = {
     "cond_projection/bias": P("fsdp"), "cond_projection/kernel": P(None, "fsdp"),
     "encoder/final_norm/bias": P("fsdp"), "encoder/final_norm/scale": P("fsdp"),
     **_layer("encoder/layer_0"), **_layer("encoder/layer_1"),
     "input_projection/bias": P("fsdp"), "input_projection/kernel": P(None, "fsdp"),
     "output_projection/bias": P(), "output_projection/kernel": P("fsdp"),
+    "time_mlp_in/bias": P("tensor"), "time_mlp_in/kernel": P("fsdp", "tensor"),
+    "time_mlp_out/bias": P("fsdp"), "time_mlp_out/kernel": P("tensor", "fsdp"),
+}
+# Default: per-role projections of the frozen tower's caption embeddings (role, E, embed).
+GOLDEN_T = {
+    **DENOISER_T,
+    "text_encoder/kernel": P(None, None, "fsdp"), "text_encoder/bias": P("fsdp"),
+}
+GOLDEN_T_SCRATCH = {
+    **DENOISER_T,
     "text_encoder/cls": P(None, "fsdp"),
     "text_encoder/encoder/final_norm/bias": P("fsdp"), "text_encoder/encoder/final_norm/scale": P("fsdp"),
     **_layer("text_encoder/encoder/layer_0"),
     "text_encoder/position_embedding": P(None, "fsdp"),
     "text_encoder/token_embedding": P("tensor", "fsdp"),
-    "time_mlp_in/bias": P("tensor"), "time_mlp_in/kernel": P("fsdp", "tensor"),
-    "time_mlp_out/bias": P("fsdp"), "time_mlp_out/kernel": P("tensor", "fsdp"),
 }
 
 
@@ -47,6 +57,8 @@ def _stand_in_batch(task, b=8):
     rng = np.random.default_rng(0)
     batch = task.dummy_batch(b)
     batch["motion"] = rng.standard_normal(batch["motion"].shape).astype(np.float32)
+    if "text_embedding" in batch:
+        batch["text_embedding"] = rng.standard_normal(batch["text_embedding"].shape).astype(np.float32)
     for k in list(batch):
         if k.startswith("tokens_") and not k.endswith("_mask"):
             batch[k] = rng.integers(1, 50, size=batch[k].shape).astype(np.int32)
@@ -54,14 +66,15 @@ def _stand_in_batch(task, b=8):
     return batch
 
 
-def test_golden_diffusion_parameter_shardings():
-    config = configlib.load_config(CONFIG)
+@pytest.mark.parametrize("text,golden", [("tower", GOLDEN_T), ("scratch", GOLDEN_T_SCRATCH)])
+def test_golden_diffusion_parameter_shardings(text, golden):
+    config = configlib.load_config(f"{CONFIG},text={text}")
     task = loop.load_task(config)
     mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     tx, _ = optim.make_optimizer(config.train)
     spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in task.dummy_batch(8).items()}
     _, shardings = state.abstract_state(task, tx, jax.random.PRNGKey(0), spec, mesh)
-    assert state.param_specs(shardings) == GOLDEN_T
+    assert state.param_specs(shardings) == golden
 
 
 def _five_losses(devices, **mesh):
