@@ -4,6 +4,9 @@ Prints one table:
 - contact events (within a hand: thumb on a fingertip; between hands: fingertip on the
   other palm, fingertip on fingertip, palm on palm): event-level precision, recall and F1,
   an event matching a ground-truth interval of the same pair at IoU >= 0.5 (one-to-one);
+  fingertip-palm and palm-palm contacts are states of graded families, whose events (HandX's
+  longest windows) locate a contact only roughly, so they are also scored per clip: does
+  the event JSON reach "Contact" for the pair when the ground truth has a contact;
 - per-finger flexion state accuracy, frame-wise (`descriptors.finger_state`: the MCP's
   hyperextension, else the most bent joint; measured vs intended), and per joint;
 - wrist movement direction accuracy: for every intended translation of a wrist, the
@@ -87,7 +90,8 @@ def contact_scores(docs, names, gt) -> dict[str, EventScore]:
     """
     from handx_jax.annotate import events as E
     from handx_jax.hand import geometry as G
-    scores = {k: EventScore() for k in ("intra", "tip_palm", "tip_tip", "palm_palm")}
+    scores = {k: EventScore() for k in ("intra", "tip_palm", "tip_tip", "palm_palm",
+                                        "tip_palm_clip", "palm_palm_clip")}
     fingers = G.FINGERS
     for i, (doc, name) in enumerate(zip(docs, names)):
         frames = doc["frame_count"]
@@ -106,17 +110,20 @@ def contact_scores(docs, names, gt) -> dict[str, EventScore]:
             other = ("left", "right")[1 - h]
             for f, finger in enumerate(fingers):
                 key = f"{hand}_{finger}_tip, {other}_palm"
-                scores["tip_palm"].add(_pred(rel["finger_palm_distance"].get(key, [])),
-                                       _intervals(gt["inter_contact"][i, :, h, f]), (name, key))
+                pred = _pred(rel["finger_palm_distance"].get(key, []))
+                true = _intervals(gt["inter_contact"][i, :, h, f])
+                scores["tip_palm"].add(pred, true, (name, key))
+                scores["tip_palm_clip"].add(pred[:1] and [(0, 1)], true[:1] and [(0, 1)])
         for a, fa in enumerate(fingers):
             for b, fb in enumerate(fingers):
                 key = f"left_{fa}_tip, right_{fb}_tip"
                 scores["tip_tip"].add(_pred(rel["finger_tip_contact"].get(key, []), True),
                                       _intervals(gt["inter_tip_contact"][i, :, a, b]),
                                       (name, key))
-        scores["palm_palm"].add(
-            _pred(rel["palm_palm_distance"].get("left_palm, right_palm", [])),
-            _intervals(gt["palm_contact"][i]), (name, "palms"))
+        pred = _pred(rel["palm_palm_distance"].get("left_palm, right_palm", []))
+        true = _intervals(gt["palm_contact"][i])
+        scores["palm_palm"].add(pred, true, (name, "palms"))
+        scores["palm_palm_clip"].add(pred[:1] and [(0, 1)], true[:1] and [(0, 1)])
     return scores
 
 
@@ -241,7 +248,9 @@ def main(argv=None) -> int:
             ("contact F1 between hands (IoU>=0.5)", between),
             ("  fingertip on other palm", scores["tip_palm"]),
             ("  fingertip on fingertip", scores["tip_tip"]),
-            ("  palm on palm", scores["palm_palm"])]
+            ("  palm on palm", scores["palm_palm"]),
+            ("fingertip on other palm, per clip", scores["tip_palm_clip"]),
+            ("palm on palm, per clip", scores["palm_palm_clip"])]
     for label, score in rows:
         p, r, f1 = score.prf()
         print(f"{label:<44}{f1:>9.3f}  P {p:.3f} R {r:.3f} (TP {score.tp}, FP {score.fp}, "

@@ -12,12 +12,13 @@ otherwise at i + 1. A graded signal with no event gets one whole-clip event with
 of its mean. The wrist needs no state change and reports `{start, end, direction, v_des}`.
 Contacts (fingertip on fingertip, within a hand and across hands) are the runs of frames
 with distance <= 2 cm, written `{start, end, constant_des: "Contact"}` with the end frame
-*inclusive*, as HandX writes them; no minimum length.
+*inclusive*, as HandX writes them.
 
 Deliberate differences from HandX's released code (docs/annotate.md): the paper's
 hyperextension band (< -20 degrees), fixed palm points (in the features), the wrist's sign
 test counts only its own sign (zeros count for neither, so a still wrist never gets a
-direction), changes below float precision count as zero velocity, and right-hand fingertips against the left palm are segmented with the same
+direction), changes below float precision count as zero velocity, fingertip contacts last
+at least `CONTACT_MIN_FRAMES` (2) frames, and right-hand fingertips against the left palm are segmented with the same
 parameters as left-hand fingertips.
 
 All windows of all signals of a batch are scored at once with numpy; Python only walks the
@@ -178,8 +179,10 @@ def wrist_events(positions: np.ndarray) -> list[list[dict]]:
     return out
 
 
-def contact_runs(mask: np.ndarray) -> list[list[tuple[int, int]]]:
-    """Runs of True per row of a boolean (S, T) mask: [(first, last)] (last inclusive)."""
+def contact_runs(mask: np.ndarray, min_frames: int = D.CONTACT_MIN_FRAMES
+                 ) -> list[list[tuple[int, int]]]:
+    """Runs of at least `min_frames` True frames per row of a boolean (S, T) mask:
+    [(first, last)] (last inclusive)."""
     mask = np.asarray(mask, dtype=bool)
     rows = mask.shape[0]
     padded = np.zeros((rows, mask.shape[1] + 2), np.int8)
@@ -188,7 +191,8 @@ def contact_runs(mask: np.ndarray) -> list[list[tuple[int, int]]]:
     _, down = np.nonzero(np.diff(padded, axis=-1) == -1)
     out: list[list[tuple[int, int]]] = [[] for _ in range(rows)]
     for r, a, b in zip(r_up.tolist(), up.tolist(), down.tolist()):
-        out[r].append((a, b - 1))
+        if b - a >= min_frames:
+            out[r].append((a, b - 1))
     return out
 
 

@@ -16,8 +16,9 @@ import re
 
 
 from handx_jax.annotate import events as events_lib
+from handx_jax.hand import skeleton
 
-FINGERS = ("thumb", "index", "middle", "ring", "pinky")
+FINGERS = skeleton.FINGERS
 RANK = {"Hyperextended": 0, "Fully extended": 1, "Partially bent": 2, "Fully bent": 3}
 STATE_TEXT = {"Hyperextended": "hyperextended", "Fully extended": "fully extended",
               "Partially bent": "partially bent", "Fully bent": "fully bent"}

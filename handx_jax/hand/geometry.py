@@ -61,30 +61,28 @@ def palm_points(joints: np.ndarray) -> np.ndarray:
 
 
 def canonical_transform(motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation (3, 3) and origin (3,) of the HandX canonical frame from frame 0 of a clip.
+    """Rotation (..., 3, 3) and origin (..., 3) of the HandX canonical frame from frame 0.
 
-    motion: (T, 2, 21, 3). +x from left wrist to right wrist, +z up (world z kept as close as
-    possible), +y = z cross x (towards the fingertips for hands facing forward).
+    motion: (..., T, 2, 21, 3), any leading batch axes. +x from left wrist to right wrist
+    (made level), +z up (world z kept), +y = z cross x (towards the fingertips for hands
+    facing forward); the origin is the wrists' midpoint. Rows of the rotation are the axes.
     """
-    left, right = motion[0, skeleton.LEFT, 0], motion[0, skeleton.RIGHT, 0]
-    x = right - left
-    x = x - np.array([0.0, 0.0, 1.0]) * x[2]  # keep the frame level
-    norm = np.linalg.norm(x)
-    if norm < 1e-8:
-        x = np.array([1.0, 0.0, 0.0])
-    else:
-        x = x / norm
-    z = np.array([0.0, 0.0, 1.0])
-    y = np.cross(z, x)
-    rot = np.stack([x, y, z], axis=0)  # rows are the new axes
-    origin = 0.5 * (left + right)
-    return rot, origin
+    left, right = motion[..., 0, skeleton.LEFT, 0, :], motion[..., 0, skeleton.RIGHT, 0, :]
+    x = np.array(right - left, dtype=np.float64)
+    x[..., 2] = 0.0  # keep the frame level
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    x = np.where(norm < 1e-8, np.array([1.0, 0.0, 0.0]), x / np.maximum(norm, 1e-12))
+    z = np.broadcast_to(np.array([0.0, 0.0, 1.0]), x.shape)
+    rot = np.stack([x, np.cross(z, x), z], axis=-2)
+    return rot, 0.5 * (left + right)
 
 
 def canonicalize(motion: np.ndarray) -> np.ndarray:
-    """Express a clip (T, 2, 21, 3) in the canonical frame of its first frame."""
+    """Express clips (..., T, 2, 21, 3) in the canonical frame of their first frame."""
     rot, origin = canonical_transform(motion)
-    return np.einsum("ij,...j->...i", rot, motion - origin).astype(motion.dtype)
+    lead = rot.shape[:-2]
+    pts = (motion - origin[..., None, None, None, :]).reshape(*lead, -1, 3)
+    return np.matmul(pts, np.swapaxes(rot, -1, -2)).reshape(motion.shape).astype(motion.dtype)
 
 
 # ------------------------------------------------------------------------ constants --

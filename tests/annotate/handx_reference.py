@@ -10,6 +10,7 @@ named deviations of the library; without them it is HandX's released code as it 
 - "still_steps": without it the sign of every nonzero frame change counts, however small;
 - "wrist_sign": without it a zero velocity counts for both signs for the wrist too, and
   +1 is tried first;
+- "contact_frames": without it a single frame within 2 cm is a fingertip contact;
 - "right_tips": without it right-hand fingertips against the left palm use HandX's
   default arguments (no minimum change, windows shrinking 6 frames at a time, the start
   advancing 6 frames).
@@ -159,8 +160,8 @@ def split(x, states, speeds, delta=None, min_len=6, need_change=True, step=1,
     return events
 
 
-def contacts(d, threshold=0.02):
-    """Runs of d <= threshold, end frame inclusive."""
+def contacts(d, threshold=0.02, min_frames=1):
+    """Runs of d <= threshold lasting min_frames or more, end frame inclusive."""
     out, i, n = [], 0, len(d)
     while i < n:
         if d[i] > threshold:
@@ -169,7 +170,8 @@ def contacts(d, threshold=0.02):
         j = i
         while j + 1 < n and d[j + 1] <= threshold:
             j += 1
-        out.append({"start": i, "end": j, "constant_des": "Contact"})
+        if j - i + 1 >= min_frames:
+            out.append({"start": i, "end": j, "constant_des": "Contact"})
         i = j + 1
     return out
 
@@ -182,7 +184,7 @@ def _graded(events):
 DEG = np.pi / 180
 
 
-DEVIATIONS = ("hyperextension", "still_steps", "wrist_sign", "right_tips")
+DEVIATIONS = ("hyperextension", "still_steps", "wrist_sign", "right_tips", "contact_frames")
 
 
 def reference_events(motion: np.ndarray, barycentric: np.ndarray,
@@ -203,6 +205,7 @@ def reference_events(motion: np.ndarray, barycentric: np.ndarray,
     dist_speed = [(0, 0.025, "Slow"), (0.025, 0.07, "Medium"), (0.07, np.inf, "Fast")]
     doc = {"frame_count": frames}
     kw = {"still": 1e-5} if "still_steps" in deviations else {}
+    shortest = 2 if "contact_frames" in deviations else 1
     names = {0: ("left-right", "left-to-right", "right-to-left"),
              1: ("front-back", "back-to-front", "front-to-back"),
              2: ("down-up", "down-to-up", "up-to-down")}
@@ -216,7 +219,7 @@ def reference_events(motion: np.ndarray, barycentric: np.ndarray,
             out["finger_spacing"][key] = _graded(split(x, spacing_states, spacing_speed,
                                                        np.pi / 10, **kw))
         for key, d in sig["tips"].items():
-            ev = contacts(d)
+            ev = contacts(d, min_frames=shortest)
             if ev:
                 out["finger_tip_contact"][key] = ev
         for axis in range(3):
@@ -234,7 +237,7 @@ def reference_events(motion: np.ndarray, barycentric: np.ndarray,
     for a in FINGER_ORDER:
         for b in FINGER_ORDER:
             d = np.linalg.norm(motion[:, 0, TIPS[a]] - motion[:, 1, TIPS[b]], axis=1)
-            ev = contacts(d)
+            ev = contacts(d, min_frames=shortest)
             if ev:
                 rel["finger_tip_contact"][f"left_{a}_tip, right_{b}_tip"] = ev
     palms = [_palm(motion[:, h], barycentric) for h in range(2)]

@@ -83,12 +83,14 @@ def test_window_ends_match_a_literal_search():
             assert got[r, i] == want, (r, i)
 
 
-def test_contacts_are_runs_with_inclusive_ends_and_no_minimum():
+def test_contacts_are_runs_with_inclusive_ends():
     mask = np.zeros((2, 40), bool)
     mask[0, 5:10] = True
-    mask[0, 22] = True
+    mask[0, 22] = True  # one frame: a fingertip sweeping past, not a contact
+    mask[0, 30:32] = True
     mask[1, 35:] = True
-    assert E.contact_runs(mask) == [[(5, 9), (22, 22)], [(35, 39)]]
+    assert E.contact_runs(mask) == [[(5, 9), (30, 31)], [(35, 39)]]
+    assert E.contact_runs(mask, min_frames=1) == [[(5, 9), (22, 22), (30, 31)], [(35, 39)]]
 
 
 def test_wrist_direction_ignores_still_frames():

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-FINGERS = ("thumb", "index", "middle", "ring", "pinky")
+from handx_jax.hand import skeleton
+
+FINGERS = skeleton.FINGERS
 COUNT = {1: "once", 2: "twice", 3: "three times", 4: "four times"}
 LEVELS = ("concise", "concise", "moderate", "moderate", "detailed")
 POSE_TEXT = {

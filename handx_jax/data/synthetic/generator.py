@@ -45,18 +45,6 @@ def _rotations(program_orients: list[list[str]], wrist_rot: np.ndarray) -> np.nd
     return base @ kinematics.rotation_matrix(wrist_rot)
 
 
-def _canonical(motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched geometry.canonical_transform: rotations (N, 3, 3), origins (N, 3)."""
-    left, right = motion[:, 0, 0, 0], motion[:, 0, 1, 0]
-    x = right - left
-    x[:, 2] = 0.0
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    x = np.where(norm < 1e-8, np.array([1.0, 0.0, 0.0]), x / np.maximum(norm, 1e-12))
-    z = np.broadcast_to(np.array([0.0, 0.0, 1.0]), x.shape)
-    y = np.cross(z, x)
-    return np.stack([x, y, z], axis=1), 0.5 * (left + right)
-
-
 def _apply(rot: np.ndarray, origin: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Express points (N, ..., 3) in frames (rot (N, 3, 3), origin (N, 3))."""
     shape = pts.shape
@@ -128,7 +116,7 @@ def generate_chunk(seed: int, split: str, indices, frames: int = 60,
     else:
         motion = fk(kinematics.local_joints(*poses.split(noisy_f)), noisy_w)
     motion = np.take_along_axis(motion, drop_idx[:, :, None, None, None], axis=1)
-    rot, origin = _canonical(motion)
+    rot, origin = geometry.canonical_transform(motion)
     motion = _apply(rot, origin, motion)
     clean = _apply(rot, origin, clean)
 

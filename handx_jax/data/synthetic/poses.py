@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from handx_jax.hand import ik, kinematics
+from handx_jax.hand import ik, kinematics, skeleton
 
 DIP_RATIO = ik.DIP_RATIO
-FINGER_NAMES = ("thumb", "index", "middle", "ring", "pinky")
+FINGER_NAMES = skeleton.FINGERS
 POSE_NAMES = ("open", "fist", "point", "pinch", "thumbs_up", "v_sign")
 
 # Finger flexion states as (MCP, PIP) ranges in degrees, DIP = 2/3 PIP.
