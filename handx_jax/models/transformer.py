@@ -12,6 +12,7 @@ CPU training step (DESIGN section 4); all contractions are `jnp.einsum`.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -75,6 +76,80 @@ def dense_nd(x: Array, w: Array, in_dims: int = 1) -> Array:
     return y.reshape(*lead, *out)
 
 
+def _layer_norm_parts(x, scale, bias, epsilon):
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    inv = jax.lax.rsqrt(var + epsilon)
+    normed = (x32 - mean) * inv
+    return normed * scale.astype(jnp.float32) + bias.astype(jnp.float32), normed, inv
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm(x: Array, scale: Array, bias: Array, epsilon: float = 1e-5) -> Array:
+    """Float32 layer normalisation over the last axis with a hand-written backward.
+
+    Why: autodiff spreads the backward over several element-wise passes and reductions;
+    this one needs the two row means of `g = dy * scale` and `g * x_hat`, then one pass
+    `dx = (g - mean(g) - x_hat * mean(g * x_hat)) / sigma` (about a tenth of a CPU step
+    went to layer norms before).
+    """
+    return _layer_norm_parts(x, scale, bias, epsilon)[0]
+
+
+def _layer_norm_fwd(x, scale, bias, epsilon):
+    y, normed, inv = _layer_norm_parts(x, scale, bias, epsilon)
+    # Empty arrays carry the input dtypes (residuals must be arrays).
+    return y, (normed, inv, scale, jnp.zeros((0,), x.dtype), jnp.zeros((0,), bias.dtype))
+
+
+def _layer_norm_bwd(epsilon, res, dy):
+    normed, inv, scale, x_like, bias_like = res
+    dy = dy.astype(jnp.float32)
+    g = dy * scale.astype(jnp.float32)
+    mean_g = jnp.mean(g, axis=-1, keepdims=True)
+    mean_gn = jnp.mean(g * normed, axis=-1, keepdims=True)
+    dx = (g - mean_g - normed * mean_gn) * inv
+    rows = tuple(range(dy.ndim - 1))
+    dscale = jnp.sum(dy * normed, axis=rows)
+    dbias = jnp.sum(dy, axis=rows)
+    return dx.astype(x_like.dtype), dscale.astype(scale.dtype), dbias.astype(bias_like.dtype)
+
+
+layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+@jax.custom_vjp
+def gelu(x: Array) -> Array:
+    """tanh-approximate GELU (`nn.gelu`'s default) with a one-pass backward.
+
+    Why: autodiff stores intermediate products of the forward and spends a second pass
+    over the (batch*length, mlp) activation on them; here the backward recomputes the tanh
+    from the saved input inside the single pass that forms the gradient.
+    """
+    return _gelu(x)
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + jnp.tanh(_GELU_C * (x + 0.044715 * x * x * x)))
+
+
+def _gelu_fwd(x):
+    return _gelu(x), x
+
+
+def _gelu_bwd(x, dy):
+    x32 = x.astype(jnp.float32)
+    t = jnp.tanh(_GELU_C * (x32 + 0.044715 * x32 * x32 * x32))
+    slope = 0.5 * (1.0 + t) + 0.5 * x32 * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * 0.044715 * x32 * x32)
+    return ((dy.astype(jnp.float32) * slope).astype(x.dtype),)
+
+
+gelu.defvjp(_gelu_fwd, _gelu_bwd)
+
+
 def constrain(x: Array, axes: Sequence[str | None] = ACTIVATION_AXES) -> Array:
     """Pin an activation's logical sharding (no effect without axis rules and a mesh)."""
     return nn.with_logical_constraint(x, tuple(axes))
@@ -112,11 +187,7 @@ class LayerNorm(nn.Module):
         d = x.shape[-1]
         scale = _param(self, "scale", nn.initializers.ones, (d,), ("embed",), self.param_dtype)
         bias = _param(self, "bias", nn.initializers.zeros, (d,), ("embed",), self.param_dtype)
-        x32 = x.astype(jnp.float32)
-        mean = jnp.mean(x32, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon)
-        return (y * scale + bias).astype(self.dtype)
+        return layer_norm(x, scale, bias, self.epsilon).astype(self.dtype)
 
 
 def attention_bias(mask_bt: Array | None, query_len: int, key_len: int, causal: bool, dtype: Dtype = jnp.float32) -> Array | None:
@@ -184,7 +255,7 @@ class MLP(nn.Module):
     def __call__(self, x_btd: Array, deterministic: bool = True) -> Array:
         d = x_btd.shape[-1]
         hidden = Dense(self.mlp_dim, ("embed", "mlp"), dtype=self.dtype, param_dtype=self.param_dtype, name="wi")(x_btd)
-        hidden = nn.gelu(hidden)
+        hidden = gelu(hidden)
         hidden = nn.with_logical_constraint(hidden, ("batch", "length", "mlp"))
         if self.dropout_rate > 0.0 and not deterministic:
             hidden = nn.Dropout(self.dropout_rate)(hidden, deterministic=False)
