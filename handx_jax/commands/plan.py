@@ -140,9 +140,10 @@ def run_sweep(args: argparse.Namespace) -> int:
             raise plan_lib.PlanError(f"--accelerator {args.accelerator!r}: choose one of {', '.join(plan_lib.ACCELERATORS)}")
         sweep = sweeps.load_sweep(args.sweep)
         devices = plan_lib.target_devices(args.devices, args.topology)
-        meshes = [plan_lib.parse_mesh(m) for m in args.mesh or [] if m != "auto"]
-        if len(meshes) > 1:
-            raise plan_lib.PlanError("--mesh: give one mesh for a sweep plan (every point uses it)")
+        if len(args.mesh or []) > 1 or "auto" in (args.mesh or []):
+            raise plan_lib.PlanError("--mesh: a sweep plan takes one explicit mesh (data=..,fsdp=..,tensor=..) "
+                                     "for every point, or none for each point's config mesh")
+        meshes = [plan_lib.parse_mesh(m) for m in args.mesh or []]
         limit = (args.memory_gib * plan_lib.GiB if args.memory_gib is not None
                  else plan_lib.ACCELERATORS[args.accelerator].hbm_bytes)
         rows = sweep_plan.plan_sweep(sweep, len(devices), mesh=meshes[0] if meshes else None,

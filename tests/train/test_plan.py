@@ -4,7 +4,6 @@ accounting, the roofline, and planned per-device bytes against a real 8-device r
 import json
 
 import jax
-import numpy as np
 import pytest
 
 from handx_jax import cli, configlib
@@ -133,3 +132,24 @@ def test_sweep_plan_flags_points_over_the_memory_limit(tmp_path, capsys):
     table = [line for line in text.splitlines() if line.strip().startswith("diffusion-")]
     assert [line.rstrip().endswith("| yes") for line in table] == [True, True, False, False]
     assert table[2].rstrip().endswith("| NO") and "| NO: mesh" in table[3]
+
+
+def test_plan_reruns_itself_when_jax_has_too_few_devices():
+    """JAX already runs here with 8 devices: 64 need a fresh process, with the same arguments."""
+    from handx_jax.commands import plan as plan_cmd
+
+    assert len(jax.devices()) == 8  # JAX started (conftest's 8 devices)
+    assert plan_cmd.prepare_devices(8, None) and not plan_cmd.prepare_devices(64, None)
+    args = cli.build_parser().parse_args(["plan", "--config", TINY, "--devices", "64", "--mesh", "data=64"])
+    args.config_overrides = ["model.dtype=bfloat16"]
+    assert plan_cmd._argv(args, ["plan", "--config", TINY]) == [
+        "plan", "--config", TINY, "--devices", "64", "--mesh", "data=64", "--config.model.dtype=bfloat16"]
+
+
+@pytest.mark.parametrize("mesh,fragment", [
+    ("data=2,fsdp=x", "fsdp must be an integer"),
+    ("model=2", "items must look like data=N"),
+])
+def test_mesh_option_errors_name_the_item(mesh, fragment):
+    with pytest.raises(plan_lib.PlanError, match=fragment):
+        plan_lib.parse_mesh(mesh)
