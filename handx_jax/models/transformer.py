@@ -7,7 +7,10 @@ activations are pinned with `nn.with_logical_constraint` (a no-op outside a mesh
 
 Speed notes (CPU first): q, k and v come from one fused kernel (one matmul instead of
 three); dropout is off by default because generating its masks costs about a fifth of a
-CPU training step (DESIGN section 4); all contractions are `jnp.einsum`.
+CPU training step; dense layers are flattened 2-D matmuls with an explicit backward, and
+layer norm and GELU have one-pass backward passes (`layer_norm`, `gelu`). Mixed precision:
+`dtype` is the compute dtype, `param_dtype` (float32) the stored one; layer norms, the
+attention softmax and the logits are float32 whatever `dtype` is.
 """
 
 from __future__ import annotations
