@@ -56,25 +56,28 @@ def window_ends(values: np.ndarray, spec: D.Graded, strict_sign: bool = False) -
     """
     x = np.asarray(values, dtype=np.float64)
     rows, length = x.shape
+    count = np.int8 if length < 128 else np.int16
     vel = np.zeros_like(x)
     vel[:, 1:] = _steps(x)
-    pos = np.zeros((rows, length + 1), np.int16)
-    neg = np.zeros((rows, length + 1), np.int16)
+    pos = np.zeros((rows, length + 1), count)
+    neg = np.zeros((rows, length + 1), count)
     np.cumsum(vel > 0, axis=-1, out=pos[:, 1:])
     np.cumsum(vel < 0, axis=-1, out=neg[:, 1:])
-    # pairs (i, e) with e = j - 1 the window's last frame
+    # pairs (i, e) with e = j - 1 the window's last frame; n velocities v_i..v_e
     n_len = np.arange(length)[None, :] - np.arange(length)[:, None] + 1  # (T, T)
-    ok = n_len >= spec.min_len
-    valid = ok[None] & (np.abs(x[:, None, :] - x[:, :, None]) >= spec.delta)
+    diff = np.subtract(x[:, None, :], x[:, :, None])
+    valid = np.abs(diff, out=diff) >= spec.delta
+    valid &= (n_len >= spec.min_len)[None]
     if spec.edges:
         state = D.state_index(x, spec.edges).astype(np.int8)
         valid &= state[:, None, :] != state[:, :, None]
-    n_pos = pos[:, None, 1:] - pos[:, :-1, None]  # (S, T, T) velocities i..e
+    n_pos = pos[:, None, 1:] - pos[:, :-1, None]  # (S, T, T) rising among v_i..v_e
     n_neg = neg[:, None, 1:] - neg[:, :-1, None]
-    if strict_sign:
-        valid &= (5 * n_pos >= 4 * n_len) | (5 * n_neg >= 4 * n_len)
-    else:
-        valid &= (5 * n_neg <= n_len) | (5 * n_pos <= n_len)
+    n_len = np.maximum(n_len, 0)
+    if strict_sign:  # >= 80 % of one sign: max(rising, falling) >= ceil(4 n / 5)
+        valid &= np.maximum(n_pos, n_neg, out=n_pos) >= (-(-4 * n_len // 5)).astype(count)
+    else:  # <= 20 % of the other sign: min(rising, falling) <= floor(n / 5)
+        valid &= np.minimum(n_pos, n_neg, out=n_pos) <= (n_len // 5).astype(count)
     last = length - 1 - np.argmax(valid[..., ::-1], axis=-1)  # (S, T) last valid e
     return np.where(valid.any(axis=-1), last + 1, -1)
 
