@@ -3,17 +3,18 @@
 Sizes are the diffusion config's `T` (2 layers, d 64) reshaped through model overrides:
 T1 (1 layer, d 32), T (2 layers, d 64) and T3 (3 layers, d 96); the label becomes the
 run's `size`. Every point uses `runlocal` (batch 8) with `steps` steps; the evaluator is
-the tiny `T` evaluator trained for `evaluator_steps`. Meant to run end to end (launch,
+the tiny `T` evaluator trained for `evaluator_steps`; every point is conditioned on the
+caption embeddings of one tiny `T` text tower trained for `tower_steps`. Meant to run end to end (launch,
 evaluate, fit, plot) in well under 45 minutes on 2 CPU cores. Options: steps (default
-1000), evaluator_steps (default 600), clips (synthetic train clips, default 512),
-replications (evaluation replications, default 3).
+1000), evaluator_steps (default 600), tower_steps (default 600), clips (synthetic train
+clips, default 512), replications (evaluation replications, default 3).
 """
 
 import ml_collections
 
 from handx_jax import configlib
 
-OPTIONS = ("steps", "evaluator_steps", "clips", "replications")
+OPTIONS = ("steps", "evaluator_steps", "tower_steps", "clips", "replications")
 SIZES = {
     "T1": ["model.num_layers=1", "model.d_model=32", "model.mlp_dim=64", "model.num_heads=2"],
     "T": [],
@@ -35,6 +36,9 @@ def get_config(arg=None):
     c.data = dict(dir=None, num_synthetic_clips=int(opts.get("clips", 512)), num_test_clips=64)
     c.evaluator = dict(config="configs/evaluator.py:size=T,runlocal",
                        overrides=[f"train.steps={int(opts.get('evaluator_steps', 600))}"])
+    tower_steps = int(opts.get("tower_steps", 600))
+    c.text_tower = dict(config="configs/text_tower.py:size=T,runlocal",
+                        overrides=[f"train.steps={tower_steps}", f"train.ckpt_every={tower_steps}"])
     # Few sampling steps and a small MultiModality set keep evaluation to about a minute.
     c.evaluate = dict(args=["--replications", str(int(opts.get("replications", 3))), "--steps", "10",
                             "--mm-texts", "8", "--mm-generations", "4"])

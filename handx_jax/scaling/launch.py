@@ -2,8 +2,9 @@
 
 `plan_sweep` turns a sweep into a manifest (`OUT/sweep.json`): per point the `handx`
 argument lists of its train and evaluate stages and its run directory (`OUT/runs/<id>`);
-once per sweep a shared synthetic dataset (`OUT/synthetic_data`) and an evaluator
-(`OUT/evaluator`). Every backend executes the same manifest through `run_point`, which
+once per sweep, before the points, the shared stages: a synthetic dataset
+(`OUT/synthetic_data`), an evaluator (`OUT/evaluator`) and the frozen text tower whose
+caption embeddings condition the points (`OUT/text_tower`). Every backend executes the same manifest through `run_point`, which
 keeps one status file per point (`OUT/status/<id>.json`, written atomically: running,
 done or failed, with the pid and host), logs per stage (`OUT/logs/<id>.<stage>.log`),
 and skips points already done, so re-launching resumes an interrupted sweep (the
@@ -31,6 +32,7 @@ from handx_jax.scaling.runs import SYNTHETIC_DATA_DIRNAME
 
 MANIFEST = "sweep.json"
 EVALUATOR_ID = "_evaluator"
+TEXT_TOWER_ID = "_text_tower"
 STATES = ("pending", "running", "done", "failed", "interrupted")
 DEFAULT_PORT_BASE = 20000
 
@@ -44,12 +46,15 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
     data_dir = sweep.data.get("dir") or os.path.join(out_dir, SYNTHETIC_DATA_DIRNAME)
     synthetic = not sweep.data.get("dir")
     evaluator_dir = sweep.evaluator.get("workdir") or os.path.join(out_dir, "evaluator")
-    points = []
+    tower_dir = os.path.abspath(sweep.text_tower.get("workdir") or os.path.join(out_dir, "text_tower"))
+    points, uses_tower = [], False
     for point in sweep.points:
-        config = sweeps_lib.point_config(sweep, point, data_dir)
+        config = sweeps_lib.point_config(sweep, point, data_dir, tower_dir)
         steps = sweeps_lib.resolve_steps(sweep, point, config)
         workdir = os.path.join(out_dir, "runs", point.point_id)
-        overrides = sweeps_lib.point_overrides(sweep, point, data_dir) + [f"train.steps={steps}"]
+        tower = sweeps_lib.tower_overrides(sweep, config, tower_dir)
+        uses_tower = uses_tower or bool(tower)
+        overrides = sweeps_lib.point_overrides(sweep, point, data_dir) + tower + [f"train.steps={steps}"]
         train_argv = ["train", "--config", point.config_spec(sweep.runlocal), "--workdir", workdir]
         train_argv += [f"--config.{o}" for o in overrides]
         eval_argv = ["evaluate", "--workdir", workdir, "--evaluator", evaluator_dir]
@@ -67,12 +72,17 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
         evaluator_argv = ["evaluator", "train", "--config", spec, "--workdir", evaluator_dir,
                           "--data", data_dir]
         evaluator_argv += [f"--config.{o}" for o in sweep.evaluator.get("overrides") or []]
+    tower_argv = None
+    if uses_tower:
+        tower_argv = ["text", "tower", "--data", data_dir, "--workdir", tower_dir, "--config", sweep.tower_spec()]
+        tower_argv += [f"--config.{o}" for o in sweep.text_tower.get("overrides") or []]
     return {
         "name": sweep.name, "spec": sweep.spec, "out": out_dir,
         "data": {"dir": data_dir, "synthetic": synthetic,
                  "num_train": int(sweep.data.get("num_synthetic_clips", 512)),
                  "num_test": int(sweep.data.get("num_test_clips", 64))},
         "evaluator": {"workdir": evaluator_dir, "train": evaluator_argv},
+        "text_tower": {"workdir": tower_dir, "train": tower_argv},
         "points": points,
     }
 
@@ -214,18 +224,27 @@ def prepare_data(manifest: dict) -> None:
 
 
 def run_evaluator(manifest: dict, *, python: str = sys.executable, env: dict | None = None) -> str:
-    """Prepare data and train the sweep's evaluator once; returns its state."""
-    out = manifest["out"]
+    """The shared stages, once per sweep: data, the evaluator, the text tower (with its caption
+    embeddings); returns 'done' or 'failed'."""
     prepare_data(manifest)
-    if manifest["evaluator"]["train"] is None:
+    stages = ((EVALUATOR_ID, manifest["evaluator"]["train"], "evaluator"),
+              (TEXT_TOWER_ID, (manifest.get("text_tower") or {}).get("train"), "text_tower"))
+    for stage_id, argv, name in stages:
+        if _run_shared_stage(manifest["out"], stage_id, argv, name, python=python, env=env) != "done":
+            return "failed"
+    return "done"
+
+
+def _run_shared_stage(out: str, stage_id: str, argv: list[str] | None, name: str, *, python: str,
+                      env: dict | None) -> str:
+    if argv is None or read_status(out, stage_id)["state"] == "done":
         return "done"
-    if read_status(out, EVALUATOR_ID)["state"] == "done":
-        return "done"
-    write_status(out, EVALUATOR_ID, "running")
-    rc = _run_stage(manifest["evaluator"]["train"], os.path.join(out, "logs", "evaluator.log"),
-                    python=python, env=env)
+    write_status(out, stage_id, "running")
+    rc = _run_stage(argv, os.path.join(out, "logs", f"{name}.log"), python=python, env=env)
     state = "done" if rc == 0 else "failed"
-    write_status(out, EVALUATOR_ID, state, rc=rc, detail="" if rc == 0 else "see logs/evaluator.log")
+    write_status(out, stage_id, state, rc=rc, detail="" if rc == 0 else f"see logs/{name}.log")
+    if state == "failed":
+        print(f"{name} stage failed: see {out}/logs/{name}.log", file=sys.stderr)
     return state
 
 
@@ -268,11 +287,9 @@ def run_local(manifest: dict, *, python: str = sys.executable, keep_going: bool 
     from tqdm.auto import tqdm
 
     counts = {s: 0 for s in STATES}
-    if manifest["evaluator"]["train"] is not None or manifest["data"]["synthetic"]:
-        if run_evaluator(manifest, python=python) != "done":
-            print(f"evaluator training failed: see {manifest['out']}/logs/evaluator.log", file=sys.stderr)
-            counts["failed"] = len(manifest["points"])
-            return counts
+    if run_evaluator(manifest, python=python) != "done":
+        counts["failed"] = len(manifest["points"])
+        return counts
     bar = tqdm(range(len(manifest["points"])), desc=f"sweep {manifest['name']}", unit="point")
     for index in bar:
         bar.set_postfix_str(manifest["points"][index]["id"])
@@ -405,7 +422,7 @@ def slurm_scripts(manifest: dict, *, nodes: int = 1, tasks_per_node: int = 1, gp
     ])
     submit = "\n".join([
         "#!/bin/bash",
-        "# Train the evaluator (and write synthetic data) first, then the sweep as an array job.",
+        "# The shared stages first (synthetic data, evaluator, text tower), then the sweep as an array job.",
         "set -euo pipefail",
         f"cd {q(os.path.join(out, 'slurm'))}",
         "evaluator_job=$(sbatch --parsable evaluator.sbatch)",
@@ -468,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=int, required=True)
     p.add_argument("--slurm", action="store_true", help="wire jax.distributed from SLURM variables")
     p.add_argument("--tpu", action="store_true", help="TPU pod worker: only worker 0 records and evaluates")
-    p = sub.add_parser("run-evaluator", help="write synthetic data and train the evaluator once")
+    p = sub.add_parser("run-evaluator", help="the shared stages once: synthetic data, the evaluator and the text tower")
     p.add_argument("--manifest", required=True)
     sub.add_parser("slurm-env", help="print `export` lines for jax.distributed from SLURM variables")
     args = parser.parse_args(argv)

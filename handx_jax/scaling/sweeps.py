@@ -15,6 +15,10 @@ A sweep file (`configs/sweeps/<name>.py`) has `get_config(arg)` returning a Conf
     data               dict(dir=None or a dataset dir, num_synthetic_clips, num_test_clips):
                          dir None -> one synthetic dataset for the whole sweep
     evaluator          dict(config='configs/evaluator.py:...', overrides=[...]): trained once
+    text_tower         dict(config='configs/text_tower.py:...', overrides=[...], workdir=None):
+                         the frozen text tower every point with `model.text = "tower"` is
+                         conditioned on, trained once (default: size XS, or T,runlocal for
+                         a runlocal sweep)
     evaluate           dict(args=[...]): extra `handx evaluate` arguments
 """
 
@@ -79,6 +83,16 @@ class Sweep:
     evaluator: dict = dataclasses.field(default_factory=dict)
     evaluate: dict = dataclasses.field(default_factory=dict)
     spec: str = ""
+    text_tower: dict = dataclasses.field(default_factory=dict)
+
+    def tower_spec(self) -> str:
+        return str(self.text_tower.get("config") or
+                   ("configs/text_tower.py:size=T,runlocal" if self.runlocal else "configs/text_tower.py:size=XS"))
+
+    def tower_config(self):
+        """The text tower's config with the sweep's overrides applied."""
+        config = configlib.load_config(self.tower_spec())
+        return configlib.apply_overrides(config, list(self.text_tower.get("overrides") or []))
 
     def __post_init__(self):
         ids = [p.point_id for p in self.points]
@@ -128,7 +142,7 @@ def sweep_from_config(config, spec: str = "") -> Sweep:
         runlocal=bool(c.get("runlocal", False)),
         common_overrides=tuple(c.get("common_overrides") or ()),
         data=dict(c.get("data") or {}), evaluator=dict(c.get("evaluator") or {}),
-        evaluate=dict(c.get("evaluate") or {}), spec=spec)
+        evaluate=dict(c.get("evaluate") or {}), text_tower=dict(c.get("text_tower") or {}), spec=spec)
 
 
 def load_sweep(spec: str) -> Sweep:
@@ -151,10 +165,18 @@ def point_overrides(sweep: Sweep, point: ScalePoint, data_dir: str | None) -> li
     return out
 
 
-def point_config(sweep: Sweep, point: ScalePoint, data_dir: str | None = None):
+def point_config(sweep: Sweep, point: ScalePoint, data_dir: str | None = None, tower_dir: str | None = None):
     """The family config of a point with its overrides applied (steps not yet set)."""
     config = configlib.load_config(os.path.join(REPO_ROOT, point.config_spec(sweep.runlocal)))
-    return configlib.apply_overrides(config, point_overrides(sweep, point, data_dir))
+    return configlib.apply_overrides(config, point_overrides(sweep, point, data_dir) + tower_overrides(sweep, config, tower_dir))
+
+
+def tower_overrides(sweep: Sweep, config, tower_dir: str | None) -> list[str]:
+    """A point conditioned on the frozen text tower reads the sweep's: its run directory and
+    embedding width."""
+    if tower_dir is None or str(config.model.get("text", "")) != "tower":
+        return []
+    return [f"model.text_tower={tower_dir}", f"model.text_embed_dim={int(sweep.tower_config().model.text_d_model)}"]
 
 
 def train_flops_per_example(config) -> float:

@@ -70,7 +70,12 @@ def test_tiny_plan(tiny_manifest):
         assert f"--config.train.steps={p['steps']}" in p["train"]
         assert f"--config.data.dir={tiny_manifest['data']['dir']}" in p["train"]
         assert p["evaluate"][:2] == ["evaluate", "--workdir"]
+        # Every point is conditioned on the sweep's one frozen text tower.
+        assert f"--config.model.text_tower={tiny_manifest['text_tower']['workdir']}" in p["train"]
+        assert "--config.model.text_embed_dim=64" in p["train"]
     assert tiny_manifest["evaluator"]["train"][:2] == ["evaluator", "train"]
+    tower = tiny_manifest["text_tower"]["train"]
+    assert tower[:2] == ["text", "tower"] and tower[tower.index("--data") + 1] == tiny_manifest["data"]["dir"]
 
 
 def test_slurm_scripts_pass_bash_n(tiny_manifest, tmp_path):
@@ -159,7 +164,7 @@ def test_local_backend_skips_done_and_resumes(tmp_path, monkeypatch):
     counts = launch.run_local(manifest, python=str(fake))
     assert counts["done"] == 5 and counts["failed"] == 1
     first = calls.read_text().splitlines()
-    assert first[0] == "evaluator train"
+    assert first[0] == "evaluator train" and first[1] == "text tower"  # shared stages before the points
     assert first.count("train --config") == 6 and first.count("evaluate --workdir") == 5
     rows = {r["id"]: r for r in launch.sweep_status(str(out))}
     assert rows["diffusion-T3-d1-s0"]["state"] == "failed"
@@ -182,7 +187,7 @@ def test_local_backend_skips_done_and_resumes(tmp_path, monkeypatch):
     counts = launch.run_local(manifest, python=str(fake))
     assert counts["done"] == 6 and counts["failed"] == 0
     again = calls.read_text().splitlines()
-    assert again.count("train --config") == 2 and "evaluator train" not in again
+    assert again.count("train --config") == 2 and "evaluator train" not in again and "text tower" not in again
     text = launch.format_status(launch.sweep_status(str(out)))
     assert "6 done (of 6)" in text
 
