@@ -1,6 +1,6 @@
 """Offline rule-based reasoner: event JSON -> five `{left, right, two_hands_relation}` triplets.
 
-Follows the annotation rules of DESIGN section 6: two concise, two moderate and one
+Follows HandX's annotation rules: two concise, two moderate and one
 detailed triplet; contacts and hyperextension always reported; a contact replaces any
 proximity statement about the same fingertip; every statement carries a temporal marker;
 flexion per finger (joints only for hyperextended MCP with bent PIP/DIP); similar fingers

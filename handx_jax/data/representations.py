@@ -1,4 +1,4 @@
-"""Motion representations and their inverses (DESIGN section 5).
+"""Motion representations and their inverses.
 
 - `joint_pos` (126): joint positions centred on the clip's mean wrist midpoint.
 - `joint_pos_w_scalar_rot` (168 = 2 x 21 x 4): per joint the centred position and one

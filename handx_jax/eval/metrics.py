@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN section 8): the HumanML3D protocol, HandX contacts, physics.
+"""Evaluation metrics: HumanML3D and HandX protocols, HandX contacts, physics.
 
 Embedding metrics take (N, D) arrays of evaluator latents; motion metrics take joint
 positions (N, T, 2, 21, 3) in metres at 30 fps. Everything is vectorised numpy in float64

@@ -6,7 +6,7 @@ constant and the true flexion of every joint is known.
 Hand frame of the right hand (metres): +x from the wrist to the middle MCP, +y towards the
 thumb (radial), +z out of the back of the hand (dorsal). The metacarpals of the four fingers
 lie in the palm plane z = 0, so the HandX flexion measure (bones projected on the local x-z
-plane, DESIGN section 6) returns the MCP/PIP/DIP angles below exactly.
+plane, `geometry.flexion_angles`) returns the MCP/PIP/DIP angles below exactly.
 
 Parameters (`HandParams`, all broadcast over leading dims):
 - `flexion` (..., 5, 3) radians, fingers in skeleton.FINGERS order (thumb, index, middle,

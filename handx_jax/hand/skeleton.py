@@ -1,4 +1,4 @@
-"""Hand skeleton constants (DESIGN section 5): MANO joint order with fingertips appended."""
+"""Hand skeleton constants: MANO joint order with fingertips appended."""
 
 import numpy as np
 
@@ -48,5 +48,5 @@ BONES = tuple((int(PARENTS[j]), j) for j in range(1, NUM_JOINTS))  # (parent, ch
 # for each finger the 3 interior joints of its chain, in FINGERS order.
 INTERIOR_JOINTS = tuple(j for f in FINGERS for j in CHAINS[f][1:-1])
 
-# Palm triangles (wrist, a, b) used for palm sampling (DESIGN section 6).
+# Palm triangles (wrist, a, b) used for palm sampling.
 PALM_TRIANGLES = ((0, 13, 1), (0, 1, 4), (0, 4, 10), (0, 10, 7))

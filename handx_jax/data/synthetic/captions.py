@@ -1,7 +1,7 @@
 """Ground-truth captions written from a clip's program (not from measured features).
 
 Five `(left, right, relation)` triplets per clip: 1-2 concise, 3-4 moderate, 5 detailed,
-in DESIGN section 6's style ("Thumb extended, other fingers bent; thumb contacts ...").
+in HandX's caption style ("Thumb extended, other fingers bent; thumb contacts ...").
 Wording varies per clip (synonyms, temporal markers, sentence order) from the clip's own
 random stream. With `noise_rate` > 0 (lower data quality) some triplets are corrupted:
 a finger name or direction swapped, or a statement dropped.
