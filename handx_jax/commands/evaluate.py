@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=64,
                    help="samples per compiled sampling batch (default 64; raise it on an accelerator)")
+    e.add_argument("--no-text-check", dest="text_check", action="store_false",
+                   help="skip the text-dependence row (samples from captions shuffled across clips, scored "
+                        "against the true ones; on by default)")
     from handx_jax.eval.metrics import DEFAULT_PROTOCOL, PROTOCOLS
 
     e.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=sorted(PROTOCOLS),
@@ -66,11 +69,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
             args.workdir, args.evaluator, num_samples=args.num_samples, replications=args.replications,
             steps=args.steps, guidance=args.guidance, seed=args.seed, split=args.split,
             mm_texts=args.mm_texts, mm_generations=args.mm_generations, data_dir=args.data, step=args.step,
-            batch_size=args.batch_size, protocol=args.protocol)
+            batch_size=args.batch_size, protocol=args.protocol, text_check=args.text_check)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(report.markdown_table(result))
+    for row, check in result.get("text_dependence", {}).items():
+        verdict = "follows its captions" if check["follows_text"] else "does NOT clearly follow its captions"
+        print(f"text dependence of {row}: R@3 {check['R@3']:.3f} ± {check['R@3_ci95']:.3f} with its captions, "
+              f"{check['R@3_shuffled']:.3f} ± {check['R@3_shuffled_ci95']:.3f} with captions shuffled across clips: {verdict}")
     paths = result["paths"]
     print(f"wrote {paths['metrics']}, {paths['table']} and a line of {paths['log']}")
     return 0

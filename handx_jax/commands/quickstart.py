@@ -1,8 +1,9 @@
 """`handx quickstart [--out DIR]`: the whole pipeline once, small, on a laptop CPU.
 
-synthetic clips -> rules captions -> tokenizer -> a briefly trained evaluator, a second
-one whose frozen text tower is the diffusion text encoder, and an XS diffusion model (plus
-an untrained twin as a baseline) -> samples -> replicated evaluation
+synthetic clips -> rules captions -> tokenizer -> a briefly trained evaluator, the
+dataset's frozen text tower (a second contrastive model) with its precomputed caption
+embeddings, and an XS diffusion model conditioned on them (plus an untrained twin as a
+baseline) -> samples -> replicated evaluation
 -> a GIF -> `DIR/report.md` with the metrics table and every path it made, and `DIR/report.html`.
 
 Budgeted for about 8 minutes on 2 CPU cores (the limit is 15). Every step depends on
@@ -34,9 +35,10 @@ class Settings:
     diffusion_steps: int = 400
     diffusion_batch: int = 32
     diffusion_lr: float = 5e-4
-    # Steps of a second contrastive text-motion model (evaluator config, another seed) whose
-    # text tower, frozen, is the diffusion model's text encoder; 0 = train that from scratch
-    # (at this budget it then collapses to one condition for all captions: docs/diffusion.md).
+    # Steps of the frozen text tower (configs/text_tower.py) whose caption embeddings condition
+    # the diffusion model; 0 = a text encoder trained from scratch with it (`text=scratch`: at
+    # this budget it collapses to one condition for all captions, docs/diffusion.md).
+    text_tower_config: str = "configs/text_tower.py:size=XS"
     text_tower_steps: int = 400
     sample_steps: int = 20
     guidance: float = 2.5
@@ -49,7 +51,8 @@ class Settings:
 
 
 TINY = Settings(num_train=96, num_test=40, evaluator_config="configs/evaluator.py:size=T", evaluator_steps=20,
-                evaluator_batch=16, text_tower_steps=20, diffusion_config="configs/diffusion.py:size=T", diffusion_steps=20,
+                evaluator_batch=16, text_tower_config="configs/text_tower.py:size=T", text_tower_steps=20,
+                diffusion_config="configs/diffusion.py:size=T", diffusion_steps=20,
                 diffusion_batch=8, sample_steps=4, replications=2, num_samples=32, mm_texts=2,
                 mm_generations=2, untrained_baseline=True)
 
@@ -167,21 +170,23 @@ def run_quickstart(out: str, settings: Settings) -> dict:
 
     tower = None
     if s.text_tower_steps > 0:
-        with timer.step("text tower training"):
+        with timer.step("text tower and caption embeddings"):
             # Separate from the scoring evaluator: conditioning on the evaluator's own text
             # tower would inflate R-precision.
-            tower = _train_config(s.evaluator_config, data, s.text_tower_steps, s.evaluator_batch, s.seed + 1,
+            from handx_jax.train import text_tower
+
+            tower = _train_config(s.text_tower_config, data, s.text_tower_steps, s.evaluator_batch, s.seed + 1,
                                   s.evaluator_lr)
             paths["text_tower"] = os.path.join(out, "text_tower")
-            train_evaluator(tower, paths["text_tower"], data)
+            text_tower.train_tower(tower, paths["text_tower"], data)
+            paths["text_embeddings"] = text_tower.embed_dataset(paths["text_tower"], data)
 
     def diffusion_config(steps, lr):
-        config = _train_config(s.diffusion_config, data, steps, s.diffusion_batch, s.seed, lr)
+        config = _train_config(s.diffusion_config + (",text=tower" if tower is not None else ",text=scratch"),
+                               data, steps, s.diffusion_batch, s.seed, lr)
         if tower is not None:
-            for k in ("text_layers", "text_d_model", "text_mlp_dim", "text_heads", "text_max_len", "vocab_size"):
-                config.model[k] = tower.model[k]
-            config.model.text_init_from = paths["text_tower"]
-            config.model.text_frozen = True
+            config.model.text_tower = paths["text_tower"]
+            config.model.text_embed_dim = int(tower.model.text_d_model)
         return config
 
     with timer.step("diffusion training"):
@@ -262,8 +267,9 @@ def render_report(result: dict, paths: dict, times: dict, total: float, s: Setti
         f"Synthetic data ({s.num_train} train / {s.num_test} test clips) with rules captions; an evaluator "
         f"({s.evaluator_config}, {s.evaluator_steps} steps) and a diffusion model ({s.diffusion_config}, "
         f"{s.diffusion_steps} steps, batch {s.diffusion_batch}"
-        + (f"; its text encoder is the frozen text tower of a second contrastive model, {s.text_tower_steps} steps, "
-           "not the scoring evaluator" if s.text_tower_steps > 0 else "") + f"); sampling with {s.sample_steps} DDIM steps, "
+        + (f"; conditioned on the precomputed caption embeddings of the dataset's frozen text tower "
+           f"({s.text_tower_config}, {s.text_tower_steps} steps), not the scoring evaluator" if s.text_tower_steps > 0
+           else "; its text encoder trained from scratch") + f"); sampling with {s.sample_steps} DDIM steps, "
         f"guidance {s.guidance}. Each figure is the mean over {s.replications} replications ± the 95 % "
         f"interval; {result['meta']['num_samples']} test clips. These are smoke-test sizes: the numbers show "
         "the pipeline works, not what the models can do.", "",

@@ -98,12 +98,15 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
              *, model_name: str = "model", replications: int = 20, seed: int = 0, mm_texts: int = 100,
              mm_generations: int = 30, heldout: tuple[np.ndarray, Sequence[Sequence[tuple]]] | None = None,
              batch_size: int | None = None, progress: bool = True,
-             protocol: str = metrics.DEFAULT_PROTOCOL) -> dict:
+             protocol: str = metrics.DEFAULT_PROTOCOL, shuffled_texts: bool = False) -> dict:
     """Replicated evaluation. Rows: 'ground truth', optionally 'held-out ground truth'
     (other clips, e.g. from the train split, scored against the same test reference), and
     `model_name` when `generate` is given (or one row per name when it is a dict of them).
     `protocol` ("handx" or "humanml3d", `metrics.PROTOCOLS`) fixes the R-precision batch
-    (unless `batch_size`), tie and empty-denominator conventions; it goes into the meta."""
+    (unless `batch_size`), tie and empty-denominator conventions; it goes into the meta.
+    `shuffled_texts` adds, per generator, a row '<name>, captions shuffled': samples made
+    from other clips' captions, scored against the true ones, and a `text_dependence`
+    summary (a model that follows its prompts scores clearly lower there)."""
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
     p = metrics.get_protocol(protocol)
@@ -120,6 +123,8 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
     generators = {} if generate is None else dict(generate) if isinstance(generate, dict) else {model_name: generate}
     for name in generators:
         per_row[name] = []
+        if shuffled_texts:
+            per_row[shuffled_row(name)] = []
     bar = tqdm(range(replications), desc="evaluate", unit="rep", disable=not progress, dynamic_ncols=True)
     for rep in bar:
         rng = np.random.default_rng([seed, rep])
@@ -146,13 +151,50 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
                                     np.random.default_rng([seed, rep, 2]), batch_size, mm_emb, protocol=p)
             row.update(motion_metrics(gen, gt_motion, p.empty_prf))
             per_row[name].append(row)
+            if shuffled_texts:
+                other = _check_generated(gen_fn(derange(texts, np.random.default_rng([seed, rep, 3])), 1,
+                                                seed * 1000 + rep), n, gt_motion.shape[1:])
+                row = embedding_metrics(text_emb, evaluator.encode_motion(other), gt_emb,
+                                        np.random.default_rng([seed, rep, 2]), batch_size, protocol=p)
+                row.update(motion_metrics(other, gt_motion, p.empty_prf))
+                per_row[shuffled_row(name)].append(row)
     bar.close()
     rows = {name: report.summarize_replications(reps) for name, reps in per_row.items()}
+    dependence = {name: text_dependence(rows[name], rows[shuffled_row(name)])
+                  for name in generators if shuffled_texts}
     meta = {"replications": replications, "num_samples": n, "seed": seed, "mm_texts": mm_texts,
             "mm_generations": mm_generations if generators else 0, "protocol": p.name,
             "r_precision_batch": batch_size,
             "evaluator": getattr(evaluator, "source", "?"), "evaluator_step": getattr(evaluator, "step", None)}
-    return {"rows": rows, "meta": meta}
+    out = {"rows": rows, "meta": meta}
+    if dependence:
+        out["text_dependence"] = dependence
+    return out
+
+
+def shuffled_row(name: str) -> str:
+    return f"{name}, captions shuffled"
+
+
+def derange(texts: Sequence, rng: np.random.Generator) -> list:
+    """`texts` reordered so that no item keeps its place (a cycle along a random order)."""
+    n = len(texts)
+    if n < 2:
+        raise ValueError("shuffling captions across clips needs at least 2 clips")
+    order = rng.permutation(n)
+    out = list(texts)
+    for j in range(n):
+        out[order[j]] = texts[order[(j + 1) % n]]
+    return out
+
+
+def text_dependence(matched: dict, shuffled: dict, metric: str = "R@3") -> dict:
+    """R@3 with each clip's own captions vs with other clips' captions: `follows_text` when
+    the matched interval lies wholly above the shuffled one."""
+    a, b = matched[metric], shuffled[metric]
+    return {metric: a["mean"], f"{metric}_ci95": a["ci95"], f"{metric}_shuffled": b["mean"],
+            f"{metric}_shuffled_ci95": b["ci95"], "delta": a["mean"] - b["mean"],
+            "follows_text": bool(a["mean"] - a["ci95"] > b["mean"] + b["ci95"])}
 
 
 def _check_generated(motion, count: int, shape: tuple) -> np.ndarray:
@@ -221,11 +263,12 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
                  steps: int = 50, guidance: float = 2.5, seed: int = 0, split: str = "test",
                  mm_texts: int = 100, mm_generations: int = 30, data_dir: str | None = None,
                  heldout: bool = True, write: bool = True, progress: bool = True, step: int | None = None,
-                 batch_size: int = 64, protocol: str = metrics.DEFAULT_PROTOCOL) -> dict:
+                 batch_size: int = 64, protocol: str = metrics.DEFAULT_PROTOCOL, text_check: bool = True) -> dict:
     """`handx evaluate`: evaluate checkpoint `step` (default the newest) of `workdir` with the
     evaluator in `evaluator_dir` under `protocol`; write `W/eval/metrics.json` and
     `W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and append to
-    metrics.jsonl. `batch_size` is the sampling batch."""
+    metrics.jsonl. `batch_size` is the sampling batch; `text_check` adds the row with
+    captions shuffled across clips (`evaluate(shuffled_texts=True)`)."""
     from handx_jax.eval.evaluator import load_evaluator
     from handx_jax.train import checkpoint
 
@@ -250,7 +293,7 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
     name = f"{config.get('family', 'model')} {config.get('size', '?')}, step {step}"
     result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
                       seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress,
-                      protocol=protocol)
+                      protocol=protocol, shuffled_texts=text_check)
     result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
                            "sample_steps": steps, "guidance": guidance, "model_row": name})
     if write:
@@ -270,7 +313,12 @@ def write_outputs(workdir: str, result: dict, row: str, step: int, subdir: str |
                f"{meta['num_samples']} test clips, mean ± 95 % interval; {meta.get('protocol', '?')} "
                f"protocol (R-precision batches of {meta.get('r_precision_batch', '?')}).\n\n")
     report.write_text(paths["table"], caption + report.markdown_table(result) + "\n")
-    paths["log"] = report.append_metrics(workdir, report.log_record(result, row, step))
+    record = report.log_record(result, row, step)
+    check = result.get("text_dependence", {}).get(row)
+    if check:
+        record.update({"eval/R@3_shuffled": check["R@3_shuffled"], "eval/R@3_shuffled_ci95": check["R@3_shuffled_ci95"],
+                       "eval/follows_text": check["follows_text"]})
+    paths["log"] = report.append_metrics(workdir, record)
     return paths
 
 

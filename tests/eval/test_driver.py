@@ -196,3 +196,25 @@ def test_protocol_is_recorded_and_changes_batches_and_empty_contacts(tmp_path):
     assert rows["handx"]["C_F1_intra"] == 0.0 and rows["humanml3d"]["C_F1_intra"] == 1.0
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
         driver.evaluate(ev, motion, captions, replications=1, progress=False, protocol="kit")
+
+
+def test_text_dependence_row_separates_text_following_from_text_blind():
+    motion, captions = _clips()
+    ev = LookupEvaluator(len(motion))
+
+    def follows(texts, num_per_text, seed):  # the clip its caption names
+        return np.repeat(motion[[int(t[0].split()[-1]) for t in texts]], num_per_text, axis=0)
+
+    def blind(texts, num_per_text, seed):  # the same clips whatever the captions say
+        return np.repeat(motion[np.random.default_rng(seed).permutation(len(texts))], num_per_text, axis=0)
+
+    result = driver.evaluate(ev, motion, captions, {"follows": follows, "blind": blind}, replications=3,
+                             mm_generations=0, progress=False, shuffled_texts=True)
+    assert set(result["rows"]) >= {"follows, captions shuffled", "blind, captions shuffled"}
+    check = result["text_dependence"]
+    assert check["follows"]["R@3"] == 1.0 and check["follows"]["follows_text"]
+    # Shuffled captions name other clips: a text-following model then misses nearly always.
+    assert check["follows"]["R@3_shuffled"] < 0.3
+    assert not check["blind"]["follows_text"] and abs(check["blind"]["delta"]) < 0.25
+    shuffled = driver.derange(list(range(10)), np.random.default_rng(0))
+    assert sorted(shuffled) == list(range(10)) and all(a != b for a, b in zip(shuffled, range(10)))
