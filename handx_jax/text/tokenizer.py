@@ -253,6 +253,20 @@ class TextEmbeddingTable:
 META_KEY = "meta_json"
 
 
+def _pack_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings -> (UTF-8 bytes uint8, end offsets int64): compact where a fixed-width str
+    array would pad every caption to the longest one."""
+    encoded = [str(s).encode("utf-8") for s in strings]
+    offsets = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+    return np.frombuffer(b"".join(encoded), np.uint8), offsets
+
+
+def _unpack_strings(blob: np.ndarray, offsets: np.ndarray) -> list[str]:
+    data = np.asarray(blob, np.uint8).tobytes()
+    starts = np.concatenate([[0], offsets[:-1]]) if len(offsets) else offsets
+    return [data[a:b].decode("utf-8") for a, b in zip(starts.tolist(), np.asarray(offsets).tolist())]
+
+
 def save_text_embeddings(path: str, per_role: dict[str, tuple[Sequence[str], np.ndarray]], meta: dict) -> str:
     """Write per-role caption embeddings (layout 3 of `load_text_embeddings`) atomically, pickle-free."""
     import json
@@ -263,7 +277,8 @@ def save_text_embeddings(path: str, per_role: dict[str, tuple[Sequence[str], np.
         emb = np.asarray(emb, np.float32)
         if emb.ndim != 2 or len(emb) != len(captions):
             raise ValueError(f"save_text_embeddings: {role} embeddings {emb.shape} do not match {len(captions)} captions")
-        arrays[f"captions_{role}"] = np.array([str(c) for c in captions], dtype=str)
+        blob, offsets = _pack_strings(captions)
+        arrays[f"captions_{role}_utf8"], arrays[f"captions_{role}_offsets"] = blob, offsets
         arrays[f"embeddings_{role}"] = emb
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_", suffix=".npz")
@@ -284,9 +299,10 @@ def load_text_embeddings(path: str) -> TextEmbeddingTable:
     Layout 1, by caption, any role: `captions` (N,) str and `embeddings` (N, E) float.
     Layout 2, by clip: `left`, `right`, `relation`, each (num_clips, E), indexed by the
     example's `clip_index` (the clip's position in the split), whatever caption was drawn.
-    Layout 3, by role and caption (what `handx text embed` writes): `captions_<role>` and
-    `embeddings_<role>` for each of left, right, relation, plus `meta_json` (the identity of
-    the tokenizer and text tower that produced them).
+    Layout 3, by role and caption (what `handx text embed` writes): for each of left, right,
+    relation the captions as UTF-8 bytes `captions_<role>_utf8` (uint8) with end offsets
+    `captions_<role>_offsets` (int64), and `embeddings_<role>` (N_role, E) float32, plus
+    `meta_json` (the identity of the tokenizer and text tower that produced them).
     """
     import json
 
@@ -295,11 +311,12 @@ def load_text_embeddings(path: str) -> TextEmbeddingTable:
     with np.load(path, allow_pickle=False) as data:
         keys = set(data.files)
         meta = json.loads(str(data[META_KEY])) if META_KEY in keys else {}
-        role_keys = {f"{p}_{r}" for p in ("captions", "embeddings") for r in ROLES}
+        role_keys = {f"{p}_{r}{q}" for p, q in (("captions", "_utf8"), ("captions", "_offsets"), ("embeddings", ""))
+                     for r in ROLES}
         if role_keys <= keys:
             rows, matrices = {}, {}
             for role in ROLES:
-                captions = data[f"captions_{role}"].tolist()
+                captions = _unpack_strings(data[f"captions_{role}_utf8"], data[f"captions_{role}_offsets"])
                 emb = np.asarray(data[f"embeddings_{role}"], np.float32)
                 if emb.ndim != 2 or len(emb) != len(captions):
                     raise ValueError(f"{path}: embeddings_{role} {emb.shape} must be (len(captions_{role})={len(captions)}, E)")
@@ -320,5 +337,5 @@ def load_text_embeddings(path: str) -> TextEmbeddingTable:
             if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
                 raise ValueError(f"{path}: left/right/relation must share one (num_clips, E) shape, got {[a.shape for a in arrays]}")
             return TextEmbeddingTable(path, None, None, np.stack(arrays, axis=1), meta)
-    raise ValueError(f"{path}: expected fields captions_<role>+embeddings_<role>, captions+embeddings or "
+    raise ValueError(f"{path}: expected fields captions_<role>_utf8/_offsets+embeddings_<role>, captions+embeddings or "
                      f"left+right+relation, found {sorted(keys)}")

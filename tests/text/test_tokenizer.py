@@ -101,3 +101,20 @@ def test_tokenizer_command(tmp_path, capsys):
     assert "18 captions of 6 clips" in capsys.readouterr().out
     assert tok.load_tokenizer(str(tmp_path)).get_piece_size() <= 90
     assert cli.main(["text", "tokenizer", "--src", str(tmp_path / "missing")]) == 2
+
+
+def test_per_role_embeddings_file_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    captions = {"left": ["Left: ünïcode fist.", "a", ""], "right": ["b"], "relation": ["c", "d"]}
+    per_role = {r: (c, rng.normal(size=(len(c), 4)).astype(np.float32)) for r, c in captions.items()}
+    path = tok.save_text_embeddings(str(tmp_path / "e.npz"), per_role, {"key": "k1"})
+    table = tok.load_text_embeddings(path)
+    assert table.meta == {"key": "k1"} and table.dim == 4
+    for role, (caps, emb) in per_role.items():
+        assert list(table.rows[role]) == caps
+        np.testing.assert_array_equal(table.matrices[role], emb)
+    out = table.lookup(("Left: ünïcode fist.", "b", "d"))
+    np.testing.assert_array_equal(out, np.stack([per_role["left"][1][0], per_role["right"][1][0], per_role["relation"][1][1]]))
+    assert table.missing([("a", "zzz", "c")]) == [("right", "zzz")]
+    with np.load(path, allow_pickle=False) as data:
+        assert data["captions_left_utf8"].dtype == np.uint8  # compact bytes, no fixed-width strings
