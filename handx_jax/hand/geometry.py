@@ -236,10 +236,11 @@ BONE_PARENTS = np.asarray([p for p, _ in skeleton.BONES])
 BONE_CHILDREN = np.asarray([c for _, c in skeleton.BONES])
 
 
-def bone_lengths(joints: np.ndarray) -> np.ndarray:
-    """Lengths (..., 20) of the bones (`skeleton.BONES` order) of joints (..., 21, 3)."""
+def bone_lengths(joints):
+    """Lengths (..., 20) of the bones (`skeleton.BONES` order) of joints (..., 21, 3); numpy
+    or JAX in, same out."""
     diff = joints[..., BONE_CHILDREN, :] - joints[..., BONE_PARENTS, :]
-    return np.sqrt(dot3(diff, diff))
+    return array_module(joints).sqrt(dot3(diff, diff))
 
 
 # -------------------------------------------------------------- palm as a linear map --

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from handx_jax.hand import skeleton
+from handx_jax.hand import geometry, skeleton
 
 # ---------------------------------------------------------------- rest-pose table (metres)
 # MCP (thumb: CMC) positions relative to the wrist in the right-hand frame.
@@ -199,12 +199,7 @@ def forward_kinematics(params: HandParams | dict) -> jnp.ndarray:
     return jnp.where(left, world * jnp.asarray(_MIRROR, dtype), world)
 
 
-def bone_lengths(joints: jnp.ndarray) -> jnp.ndarray:
-    """Lengths (..., 20) of the skeleton's bones in skeleton.BONES order."""
-    parents = np.array([p for p, _ in skeleton.BONES])
-    children = np.array([c for _, c in skeleton.BONES])
-    jnp = _xp(joints)
-    return jnp.linalg.norm(joints[..., children, :] - joints[..., parents, :], axis=-1)
+bone_lengths = geometry.bone_lengths  # one definition: the geometry layer's
 
 
 def rest_bone_lengths(scale: float = 1.0) -> np.ndarray:
