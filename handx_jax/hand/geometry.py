@@ -158,18 +158,13 @@ def bend_angles(motion):
     zone. numpy or JAX in, same out.
     """
     xp = array_module(motion)
-    # Coordinate-first layout: every step below works on contiguous (..., 2, 21) planes.
+    rot = local_frames(motion)  # (..., 2, 3, 3)
+    xx, xy, xz = (rot[..., 0, k][..., None] for k in range(3))  # local x, (..., 2, 1) each
+    zx, zy, zz = (rot[..., 2, k][..., None] for k in range(3))  # local z
+    # Coordinate-first layout: the steps below work on contiguous (..., 2, 21) planes.
     px, py, pz = xp.moveaxis(motion, -1, 0)
     if xp is np:
         px, py, pz = (np.ascontiguousarray(c) for c in (px, py, pz))
-    mid, index = skeleton.MCP["middle"], skeleton.MCP["index"]
-    xx, xy, xz = (c[..., mid:mid + 1] - c[..., 0:1] for c in (px, py, pz))
-    norm = xp.sqrt(xp.maximum(xx * xx + xy * xy + xz * xz, 1e-24))
-    xx, xy, xz = xx / norm, xy / norm, xz / norm
-    ix, iy, iz = (c[..., index:index + 1] - c[..., 0:1] for c in (px, py, pz))
-    zx, zy, zz = xy * iz - xz * iy, xz * ix - xx * iz, xx * iy - xy * ix
-    norm = xp.sqrt(xp.maximum(zx * zx + zy * zy + zz * zz, 1e-24))
-    zx, zy, zz = zx / norm, zy / norm, zz / norm
     inc = [c - c[..., PREV_JOINT] for c in (px, py, pz)]
     out = [c[..., NEXT_JOINT] - c for c in (px, py, pz)]
     ax = inc[0] * xx + inc[1] * xy + inc[2] * xz
