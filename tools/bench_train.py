@@ -4,13 +4,21 @@
                                 [--steps 5] [--profile DIR]
 
 MFU = analytic training FLOPs per example x examples/s / peak, where the peak is a float32
-matmul measured in this same run (`handx_jax.train.flops.measure_matmul_peak`). The cores are
+matmul measured in this same run (`matmul_peaks`, as `handx_jax.train.flops.measure_matmul_peak`). The cores are
 shared with other jobs, so both sides are uncontended estimates: `step_s` is the fastest
 timed step (`mean_step_s` the average) and the peak is the highest of the matmul
 measurements taken before the first size and after every size; the XLA
 column uses XLA's own FLOP count of the compiled step instead of the analytic one. The step
 runs on stand-in batches (the task's `dummy_batch`, randomised), which time the same as
 real ones. `--profile DIR` writes a jax.profiler trace of the timed steps per size.
+
+On cores shared with other jobs wall-clock MFU is meaningless (the matmul peak and the step
+are slowed by different amounts), so every figure is also measured in process CPU time:
+`mfu_cpu` = (FLOPs / CPU-seconds of the fastest step) / (FLOPs / CPU-seconds of the
+fastest matmul), both per core-second, which time-slicing by other processes does not
+change. On idle cores it equals the wall-clock MFU when the step keeps every core busy
+(and overstates it by the share of time cores wait on each other). The load average
+(`os.getloadavg`) is printed before and after.
 
 Sampling: if `handx_jax.diffusion.bench:sampling_throughput(config, params, *, batch_size,
 steps, guidance) -> samples/s` exists, its DDIM-50 guided throughput is added to the table
@@ -101,12 +109,13 @@ def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir:
     jax.block_until_ready(metrics)
     if profile_dir:
         jax.profiler.start_trace(os.path.join(profile_dir, config.get("size", "run")))
-    times = []
+    times, cpu_times = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         state, metrics = compiled(state, batch, key)
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     step_s, mean_step_s = min(times), sum(times) / len(times)
     if profile_dir:
         jax.profiler.stop_trace()
@@ -116,7 +125,7 @@ def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir:
            "batch": batch_size, "step_s": step_s, "mean_step_s": mean_step_s, "samples_s": batch_size / step_s,
            "gflop_step": fpe * batch_size / 1e9, "xla_gflop_step": xla / 1e9,
            "flop_step": fpe * batch_size, "xla_flop_step": xla,
-           "compile_s": compile_s, "loss": float(metrics["loss"])}
+           "compile_s": compile_s, "loss": float(metrics["loss"]), "step_cpu_s": min(cpu_times)}
     if breakdown:
         row.update(time_parts(trainer, state, batch, key, steps))
     hook = sampling_hook() if sampling else None
@@ -124,6 +133,22 @@ def bench_size(spec: str, batch_size: int, steps: int, peak: float, profile_dir:
         row["ddim50_samples_s"] = float(hook(config, state.ema_params, batch_size=batch_size, steps=50,
                                              guidance=float(config.diffusion.get("guidance", 2.5))))
     return row
+
+
+def matmul_peaks(n: int = 1536, repeats: int = 6) -> tuple[float, float]:
+    """(FLOP/s, FLOP per CPU-second) of the fastest of `repeats` float32 n x n matmuls."""
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, b).block_until_ready()
+    wall, cpu = float("inf"), float("inf")
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        f(a, b).block_until_ready()
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return 2.0 * n ** 3 / wall, 2.0 * n ** 3 / cpu
 
 
 def main(argv=None) -> int:
@@ -138,24 +163,29 @@ def main(argv=None) -> int:
     p.add_argument("--no-sampling", action="store_true", help="skip the sampling-throughput hook")
     args = p.parse_args(argv)
     jax_setup.setup()
-    peaks = [flops_lib.measure_matmul_peak()]
+    load_before = os.getloadavg()
+    measured = [matmul_peaks()]
     rows = []
     for size in [s for s in args.sizes.split(",") if s]:
-        rows.append(bench_size(f"{args.config}:size={size}", args.batch, args.steps, peaks[0], args.profile,
+        rows.append(bench_size(f"{args.config}:size={size}", args.batch, args.steps, measured[0][0], args.profile,
                                args.breakdown, not args.no_sampling))
-        peaks.append(flops_lib.measure_matmul_peak())
-    peak = max(peaks)
+        measured.append(matmul_peaks())
+    peaks = [m[0] for m in measured]
+    peak, peak_cpu = max(peaks), max(m[1] for m in measured)
     for r in rows:
         r["mfu"], r["mfu_xla"] = r["flop_step"] / r["step_s"] / peak, r["xla_flop_step"] / r["step_s"] / peak
+        r["mfu_cpu"] = r["flop_step"] / r["step_cpu_s"] / peak_cpu
     cols = ["size", "params", "batch", "step_s", "mean_step_s", "samples_s", "gflop_step", "xla_gflop_step", "mfu",
-            "mfu_xla", "compile_s"]
+            "mfu_xla", "step_cpu_s", "mfu_cpu", "compile_s"]
     if args.breakdown:
         cols += ["forward_s", "fwd_bwd_s"]
     if any("ddim50_samples_s" in r for r in rows):
         cols.append("ddim50_samples_s")
     print(f"\n{jax.devices()[0].platform} x{jax.device_count()}, {os.cpu_count()} cores; "
           f"float32 matmul peak {peak / 1e9:.1f} GFLOP/s (highest of {len(peaks)} measured in this run, "
-          f"lowest {min(peaks) / 1e9:.1f}); step_s = fastest of {args.steps} timed steps")
+          f"lowest {min(peaks) / 1e9:.1f}); step_s = fastest of {args.steps} timed steps; CPU-time matmul peak "
+          f"{peak_cpu / 1e9:.1f} GFLOP per CPU-second; load average {load_before[0]:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after")
     print(" | ".join(f"{c:>14}" for c in cols))
     for r in rows:
         cells = []
