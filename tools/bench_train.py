@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     measured = [matmul_peaks()]
     rows = []
     for size in [s for s in args.sizes.split(",") if s]:
-        rows.append(bench_size(f"{args.config}:size={size}", args.batch, args.steps, measured[0][0], args.profile,
+        spec = f"{args.config},size={size}" if ":" in args.config else f"{args.config}:size={size}"
+        rows.append(bench_size(spec, args.batch, args.steps, measured[0][0], args.profile,
                                args.breakdown, not args.no_sampling))
         measured.append(matmul_peaks())
     peaks = [m[0] for m in measured]
