@@ -203,13 +203,17 @@ def check_table(table: tokenizer_lib.TextEmbeddingTable, key: str) -> None:
 class TowerEncoder:
     """A tower's text side, jitted: (role captions) -> per-role CLS embeddings."""
 
-    def __init__(self, tower_dir: str, batch_size: int = 512):
+    def __init__(self, tower_dir: str | None, batch_size: int = 512, *, loaded=None):
+        """From a tower run directory, or `loaded` = (config, params, tokenizer) already in memory."""
         import jax
 
         from handx_jax.models import evaluator as evaluator_model
 
-        self.config, self.params, self.step = load_tower(tower_dir)
-        self.tokenizer = tokenizer_lib.load_tokenizer(os.path.join(os.path.abspath(tower_dir), tokenizer_lib.MODEL_NAME))
+        if loaded is None:
+            self.config, self.params, self.step = load_tower(tower_dir)
+            self.tokenizer = tokenizer_lib.load_tokenizer(os.path.join(os.path.abspath(tower_dir), tokenizer_lib.MODEL_NAME))
+        else:
+            (self.config, self.params, self.tokenizer), self.step = loaded, -1
         self.max_len = int(self.config.model.text_max_len)
         self.dim = int(self.config.model.text_d_model)
         self.batch_size = int(batch_size)
