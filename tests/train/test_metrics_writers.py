@@ -153,6 +153,8 @@ def _wandb_records(path: str):
             pos += left
             continue
         _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):
+            break  # a chunk still being written
         payload = data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:
@@ -192,7 +194,12 @@ def test_wandb_writer_offline(tmp_path, monkeypatch):
 
     report.append_metrics(workdir, {"step": 3, "eval/FID": 1.25})  # a later process continues the run
     run_id = open(os.path.join(workdir, metrics_log.WANDB_ID_FILE)).read().strip()
+    # W&B's service process may still be writing the log when finish() returns: wait for it.
+    deadline = time.monotonic() + 60
     history = _wandb_history(workdir, run_id)
+    while not any("eval/FID" in row for row in history) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        history = _wandb_history(workdir, run_id)
     logged = [{k: row[k] for k in ("step", "loss", "lr") if k in row} for row in history if "loss" in row]
     assert logged == [{k: r[k] for k in ("step", "loss", "lr")} for r in records]
     assert [row["eval/FID"] for row in history if "eval/FID" in row] == [1.25]
