@@ -223,25 +223,35 @@ class TowerEncoder:
     def encode_columns(self, columns: Sequence[Sequence[str]], progress: bool = False, desc: str = "embed") -> list[np.ndarray]:
         """Three caption lists (left, right, relation; any lengths) -> three (N_role, E) arrays.
 
-        The roles share each batch (a row holds one caption of each role), so the encoder
-        runs max(N_role) / batch_size times."""
+        Each role's captions are tokenised once and sorted by length; a batch row holds the
+        i-th shortest caption of every role, and a batch is cut to its longest caption
+        (rounded up to a multiple of 8, so few shapes compile). Padding is masked, so the
+        embeddings equal those of captions padded to `text_max_len`."""
         import jax.numpy as jnp
         from tqdm.auto import tqdm
 
+        roles = len(columns)
+        ids = [[row[: self.max_len] for row in self.tokenizer.encode([str(c) for c in col])] for col in columns]
+        order = [np.argsort([len(row) for row in role_ids], kind="stable") for role_ids in ids]
         n = max((len(c) for c in columns), default=0)
         out = [np.zeros((len(c), self.dim), np.float32) for c in columns]
         bar = tqdm(total=n, desc=desc, unit="caption", disable=not progress, dynamic_ncols=True)
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
-            rows = []
-            for col in columns:
-                chunk = list(col[start:stop]) or [""]
-                rows.append(chunk + [chunk[-1]] * (self.batch_size - len(chunk)))  # one compiled shape
-            batch = tokenizer_lib.encode_triples(self.tokenizer, list(zip(*rows)), self.max_len)
-            emb = np.asarray(self._fn(self.params, {k: jnp.asarray(v) for k, v in batch.items()}))
-            for r, col in enumerate(columns):
-                take = max(0, min(stop, len(col)) - start)
-                out[r][start:start + take] = emb[:take, r]
+            picks = [order[r][start:stop] for r in range(roles)]
+            longest = max((len(ids[r][i]) for r in range(roles) for i in picks[r]), default=1)
+            length = min(self.max_len, max(8, -(-longest // 8) * 8))
+            tokens = np.zeros((self.batch_size, roles, length), np.int32)
+            for r in range(roles):
+                for j, i in enumerate(picks[r]):
+                    tokens[j, r, : len(ids[r][i])] = ids[r][i]
+            batch = {}
+            for r, role in enumerate(tokenizer_lib.ROLES[:roles]):
+                batch[f"tokens_{role}"] = jnp.asarray(tokens[:, r])
+                batch[f"tokens_{role}_mask"] = jnp.asarray((tokens[:, r] != tokenizer_lib.PAD_ID).astype(np.float32))
+            emb = np.asarray(self._fn(self.params, batch))
+            for r in range(roles):
+                out[r][picks[r]] = emb[: len(picks[r]), r]
             bar.update(stop - start)
         bar.close()
         return out
