@@ -45,4 +45,11 @@ def test_precomputed_projection_is_per_role():
     params = proj.init(jax.random.key(0), emb)
     out = proj.apply(params, emb)
     assert out.shape == (2, 8)
-    assert np.abs(np.asarray(out - proj.apply(params, emb[:, [1, 0, 2]]))).max() > 1e-4
+    # It starts as the sum of the role embeddings (identity kernels, zero bias) ...
+    np.testing.assert_allclose(np.asarray(out)[:, :5], np.asarray(emb.sum(axis=1)), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out)[:, 5:], 0.0, atol=1e-6)
+    # ... and each role has its own kernel: once they differ, swapping roles changes the output.
+    kernel = params["params"]["kernel"]
+    kernel = jax.tree_util.tree_map(lambda k: k.at[0].multiply(2.0), kernel)
+    params = {"params": {**params["params"], "kernel": kernel}}
+    assert np.abs(np.asarray(proj.apply(params, emb) - proj.apply(params, emb[:, [1, 0, 2]]))).max() > 1e-4
