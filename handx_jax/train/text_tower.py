@@ -235,7 +235,8 @@ class TowerEncoder:
         order = [np.argsort([len(row) for row in role_ids], kind="stable") for role_ids in ids]
         n = max((len(c) for c in columns), default=0)
         out = [np.zeros((len(c), self.dim), np.float32) for c in columns]
-        bar = tqdm(total=n, desc=desc, unit="caption", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=sum(len(c) for c in columns), desc=desc, unit="caption", disable=not progress,
+                   dynamic_ncols=True)
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             picks = [order[r][start:stop] for r in range(roles)]
@@ -252,7 +253,7 @@ class TowerEncoder:
             emb = np.asarray(self._fn(self.params, batch))
             for r in range(roles):
                 out[r][picks[r]] = emb[: len(picks[r]), r]
-            bar.update(stop - start)
+            bar.update(sum(len(p) for p in picks))
         bar.close()
         return out
 
