@@ -6,21 +6,17 @@ every generator (docs/text.md).
   runlocal small batch and few steps for a CPU smoke run.
 It is trained once per dataset (`handx text tower --data DIR`), separately from the scoring
 evaluator (another seed, its own run directory), so that the metric stays independent of
-the generators' conditioning. Generators read its per-role caption embeddings, width
+the generators' conditioning. The model and objective are the evaluator's
+(configs/evaluator.py, same sizes); generators read its per-role caption embeddings, width
 `model.text_d_model`, precomputed into `DIR/text_embeddings/`.
 """
 
-import ml_collections
-from ml_collections import config_dict
-
 from handx_jax import configlib
 
-# size -> (layers, d_model, mlp_dim, heads, text_layers, text_d_model, text_mlp_dim, text_heads, steps)
-SIZES = {
-    "T": (1, 64, 128, 2, 1, 64, 128, 2, 200),
-    "XS": (2, 128, 256, 4, 1, 128, 256, 4, 3000),
-    "S": (4, 256, 1024, 4, 2, 256, 1024, 4, 10_000),
-}
+evaluator_config = configlib.load_module("configs/evaluator.py")
+
+SIZES = evaluator_config.SIZES  # size -> (layers, d, ff, heads, text layers, text d, text ff, text heads)
+STEPS = {"T": 200, "XS": 3000, "S": 10_000}
 OPTIONS = ("size", "runlocal")
 
 
@@ -33,53 +29,14 @@ def get_config(arg=None):
     opts = configlib.parse_options(arg, OPTIONS, "configs/text_tower.py")
     size = configlib.pick_size(opts, SIZES, "XS", "configs/text_tower.py")
     runlocal = bool(opts.get("runlocal", False))
-    layers, d, ff, heads, t_layers, t_d, t_ff, t_heads, steps = SIZES[size]
-
-    c = ml_collections.ConfigDict()
-    c.task = "handx_jax.eval.evaluator_task:EvaluatorTask"  # the same contrastive objective
-    c.size = size
+    c = evaluator_config.get_config(f"size={size}" + (",runlocal" if runlocal else ""))
     c.family = "text_tower"
-
-    c.model = ml_collections.ConfigDict()
-    c.model.feature_dim = 126  # joint_pos
-    c.model.latent_dim = 256
-    c.model.num_layers = layers
-    c.model.d_model = d
-    c.model.mlp_dim = ff
-    c.model.num_heads = heads
-    c.model.dropout = 0.0
-    c.model.dtype = "float32"
-    c.model.temperature = 0.07
-    c.model.vocab_size = 2000
-    c.model.text_max_len = 32 if size == "T" else 64
-    c.model.text_layers = t_layers
-    c.model.text_d_model = t_d
-    c.model.text_mlp_dim = t_ff
-    c.model.text_heads = t_heads
-
-    c.data = ml_collections.ConfigDict()
-    c.data.dir = config_dict.placeholder(str)
-    c.data.ratio = 1.0
-    c.data.seq_len = 60
-    c.data.representation = "joint_pos"
-    c.data.num_synthetic_clips = 256 if runlocal else 4096
-    c.data.worker_count = 0
-
-    c.train = ml_collections.ConfigDict()
-    c.train.steps = 60 if runlocal else steps
-    c.train.batch_size = 16 if runlocal else 64
-    c.train.lr = 5e-4
-    c.train.warmup_steps = 5 if runlocal else max(1, steps // 20)
-    c.train.weight_decay = 0.0
-    c.train.grad_clip = 1.0
-    c.train.ema_decay = 0.9 if runlocal else 0.99
+    c.model.text_max_len = 32 if size == "T" else 64  # as the generators' captions
+    if not runlocal:
+        c.train.steps = STEPS[size]
+        c.train.lr = 5e-4
+        c.train.warmup_steps = max(1, STEPS[size] // 20)
+        c.train.ckpt_every = 1000
     c.train.seed = 1  # the scoring evaluator uses seed 0
-    c.train.log_every = 5 if runlocal else 100
-    c.train.ckpt_every = 30 if runlocal else 1000
     c.train.keep_checkpoints = 1
-
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1
-    c.mesh.fsdp = 1
-    c.mesh.tensor = 1
     return c

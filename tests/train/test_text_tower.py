@@ -146,3 +146,27 @@ def test_resume_refuses_another_text_key(tower, tmp_path):
         loop.check_resume_identity(run, config)
     config.model.text_key = "aaa-bbb"
     loop.check_resume_identity(run, config)  # the same inputs resume
+
+
+@pytest.mark.parametrize("size", ["T", "XS", "S"])
+def test_every_tower_size_parses_and_builds(size):
+    import jax
+
+    from handx_jax.train import loop
+    from handx_jax.train.state import count_params
+
+    config = configlib.load_config(f"configs/text_tower.py:size={size}")
+    assert config.family == "text_tower" and config.train.seed != configlib.load_config("configs/evaluator.py").train.seed
+    task = loop.load_task(config)
+    shapes = jax.eval_shape(lambda: task.init_params(jax.random.key(0)))
+    cls = shapes["text_encoder"]["cls"]
+    assert cls.value.shape == (3, text_tower_config_dim(size))
+    assert count_params(shapes) > count_params(shapes["text_encoder"]) > 0
+    # Generators conditioned on this tower expect its width.
+    if size != "S":
+        diffusion = configlib.load_config(f"configs/diffusion.py:size={'T' if size == 'T' else 'XS'}")
+        assert diffusion.model.text_embed_dim == text_tower_config_dim(size)
+
+
+def text_tower_config_dim(size):
+    return configlib.load_module("configs/text_tower.py").embed_dim(size)
