@@ -21,6 +21,7 @@ from handx_jax.diffusion import losses, schedule as schedule_lib
 from handx_jax.models import diffusion as diffusion_model
 from handx_jax.text import tokenizer as tokenizer_lib
 
+EVAL_NOISE_SEED = 20261201  # the fixed noise of the held-out loss
 TEXT_KEYS = tuple(f"tokens_{r}{s}" for r in tokenizer_lib.ROLES for s in ("", "_mask")) + ("text_embedding",)
 
 
@@ -103,6 +104,38 @@ class DiffusionTask:
             deterministic=deterministic, rngs=None if deterministic else {"dropout": dropout_key},
         )
         return losses.diffusion_losses(x0_hat, x0, mask, self.loss_weights)
+
+    def eval_loss(self, params, batch):
+        """Held-out loss: the training loss (conditional, no dropout) averaged over a fixed grid
+        of `diffusion.eval_timesteps` timesteps with fixed noise, so every checkpoint is scored
+        on identical draws. Returns (loss, terms) like `loss`."""
+        x0 = batch["motion"].astype(jnp.float32)
+        mask = batch["mask"].astype(jnp.float32)
+        b = x0.shape[0]
+        grid = np.linspace(0, self.schedule.num_steps - 1, int(self.config.diffusion.get("eval_timesteps", 8)))
+        alpha_bar = jnp.asarray(self.schedule.alpha_bar, jnp.float32)
+        text = text_inputs(batch)
+        total, terms_sum = 0.0, {}
+        for k, t_value in enumerate(np.round(grid).astype(np.int32)):
+            noise = jax.random.normal(jax.random.fold_in(jax.random.key(EVAL_NOISE_SEED), k), x0.shape, jnp.float32)
+            t = jnp.full((b,), t_value, jnp.int32)
+            x0_hat = self.model.apply({"params": params}, schedule_lib.q_sample(alpha_bar, x0, t, noise), t, mask,
+                                      text, jnp.zeros((b,), bool), deterministic=True)
+            loss, terms = losses.diffusion_losses(x0_hat, x0, mask, self.loss_weights)
+            total = total + loss
+            terms_sum = {name: terms_sum.get(name, 0.0) + v for name, v in terms.items()}
+        n = len(grid)
+        return total / n, {name: v / n for name, v in terms_sum.items()}
+
+    def eval_inputs(self, *, batch_size, shard_index=None, shard_count=None):
+        """The whole test split in order, one pass, the first caption draw of seed 0."""
+        from handx_jax.data import pipeline
+
+        c = self.config
+        return pipeline.make_dataset(
+            self.data_dir(), "test", batch_size=batch_size, seq_len=int(c.data.seq_len),
+            representation=str(c.data.representation), normalize=True, shuffle=False, seed=0, num_epochs=1,
+            extra_transforms=(self.text_transform(),), shard_index=shard_index, shard_count=shard_count)
 
     def data_dir(self) -> str:
         return store.config_data_dir(self.config)

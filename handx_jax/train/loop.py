@@ -24,6 +24,7 @@ from absl import flags
 
 from handx_jax.train import checkpoint as ckpt_lib
 from handx_jax.train import flops as flops_lib
+from handx_jax.train.heldout import HeldOutLoss
 from handx_jax.train import metrics_log
 from handx_jax.train import optim
 from handx_jax.train import sharding as sharding_lib
@@ -33,7 +34,7 @@ from handx_jax.train.task import load_task
 
 # Optional trainer fields (beyond the contract's required ones) and their defaults.
 TRAIN_DEFAULTS = {"peak_flops": 0.0, "progress": True, "async_checkpoint": True, "min_lr_ratio": 0.0,
-                  "b1": 0.9, "b2": 0.999, "eps": 1e-8, **metrics_log.LOGGING_DEFAULTS}
+                  "b1": 0.9, "b2": 0.999, "eps": 1e-8, "eval_every": 0, "eval_batches": 8, **metrics_log.LOGGING_DEFAULTS}
 
 
 def add_trainer_defaults(config: Any) -> Any:
@@ -201,6 +202,7 @@ def train(config: Any, workdir: str, *, devices=None) -> dict:
     if is_main:
         metrics_log.write_config(workdir, config)
     compiled = trainer.compile()
+    heldout = HeldOutLoss(trainer, config)
     manager = ckpt_lib.make_manager(workdir, keep=tc.get("keep_checkpoints", 3),
                                     async_save=bool(tc.get("async_checkpoint", True)))
     iterator = iter(trainer.dataset)
@@ -282,6 +284,13 @@ def train(config: Any, workdir: str, *, devices=None) -> dict:
                     pending = None
                     ckpt_lib.save(manager, step, state, data_state, config, workdir)
                     last_good = ckpt_lib.checkpoint_dir(workdir) + f"/{step}"
+                if heldout.due(step, total):
+                    if pending is not None:
+                        handle(pending, force_log=True)
+                        pending = None
+                    samples = step * trainer.batch_size
+                    writer.write({"step": step, **heldout(state.ema_params), "samples_seen": samples,
+                                  "flops_seen": flops_per_example * samples, "wall_time": time.time()})
             if pending is not None:
                 handle(pending, force_log=True)
                 pending = None
