@@ -27,13 +27,17 @@ class HeldOutLoss:
         self.batches = []
         if self.every < 0 or not (hasattr(task, "eval_loss") and hasattr(task, "eval_inputs")):
             return
-        dataset = task.eval_inputs(batch_size=trainer.batch_size // trainer.process_count,
-                                   shard_index=trainer.process_index, shard_count=trainer.process_count)
-        limit = int(tc.get("eval_batches", 8))
-        self.batches = [trainer.to_global(b) for b in itertools.islice(iter(dataset), max(limit, 0))]
+        try:
+            dataset = task.eval_inputs(batch_size=trainer.batch_size // trainer.process_count,
+                                       shard_index=trainer.process_index, shard_count=trainer.process_count)
+            limit = int(tc.get("eval_batches", 8))
+            self.batches = [trainer.to_global(b) for b in itertools.islice(iter(dataset), max(limit, 0))]
+        except ValueError as err:  # e.g. a test split smaller than one batch
+            self.batches = []
+            print(f"held-out loss off: {err}", file=sys.stderr)
+            return
         if not self.batches:
-            print(f"held-out loss off: the test split has fewer clips than one batch of {trainer.batch_size}",
-                  file=sys.stderr)
+            print(f"held-out loss off: no test batch of {trainer.batch_size}", file=sys.stderr)
             return
         batch_shardings = jax.tree_util.tree_map(lambda _: trainer.batch_sharding, self.batches[0])
         with trainer.context():
