@@ -13,16 +13,22 @@ from handx_jax.diffusion import checks
 from handx_jax.train import loop
 
 
+def _toy_config(root, num_test: int, steps: int):
+    """A T diffusion config (scratch text: no tower needed) on a toy dataset in `root`."""
+    data = str(root / "data")
+    checks.write_toy_dataset(data, num_train=32, num_test=num_test)
+    config = loop.add_trainer_defaults(configlib.load_config("configs/diffusion.py:size=T,runlocal,text=scratch"))
+    config.data.dir = data
+    config.train.steps = steps
+    config.train.batch_size = 8
+    config.train.ckpt_every = steps
+    return config
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("heldout")
-    data = str(root / "data")
-    checks.write_toy_dataset(data, num_train=32, num_test=16)
-    config = loop.add_trainer_defaults(configlib.load_config("configs/diffusion.py:size=T,runlocal,text=scratch"))
-    config.data.dir = data
-    config.train.steps = 10
-    config.train.batch_size = 8
-    config.train.ckpt_every = 10
+    config = _toy_config(root, num_test=16, steps=10)
     config.train.eval_every = 5
     config.train.eval_batches = 2
     config.diffusion.eval_timesteps = 4
@@ -72,13 +78,7 @@ def test_eval_loss_is_deterministic_and_matches_the_checkpoint(run):
 
 
 def test_a_test_split_smaller_than_a_batch_turns_the_loss_off(tmp_path, capsys):
-    data = str(tmp_path / "data")
-    checks.write_toy_dataset(data, num_train=32, num_test=4)
-    config = loop.add_trainer_defaults(configlib.load_config("configs/diffusion.py:size=T,runlocal,text=scratch"))
-    config.data.dir = data
-    config.train.steps = 2
-    config.train.batch_size = 8
-    config.train.ckpt_every = 2
+    config = _toy_config(tmp_path, num_test=4, steps=2)
     workdir = str(tmp_path / "run")
     loop.train(config, workdir)  # trains; the held-out loss is reported off, not an error
     assert "held-out loss off" in capsys.readouterr().err
