@@ -1,4 +1,4 @@
-"""MDM-style text-to-motion diffusion configs (DESIGN section 7).
+"""MDM-style text-to-motion diffusion configs (sizes and recipe: docs/diffusion.md).
 
 `get_config("size=S,data=0.2,runlocal")`. Options:
   size     one of SIZES below (default XS); T is a tiny size for tests.

@@ -1,4 +1,4 @@
-"""Contrastive text-motion evaluator configs (DESIGN section 8).
+"""Contrastive text-motion evaluator configs (docs/eval.md).
 
 `get_config("size=S,runlocal")`. Options:
   size     one of SIZES below (default S, TMR-like: 4 layers, d 256, latent 256);

@@ -5,7 +5,7 @@
 Rows: ground truth (from the first evaluated run's eval/metrics.json), then one row per
 run "<data %>, <layers> layers" sorted by data ratio and size, each "mean ± 95 %" from
 the run's last `eval/<metric>` and `eval/<metric>_ci95` log keys; the paper's own
-numbers (DESIGN section 8) follow for comparison. Writes table2.md and table2.csv.
+numbers follow for comparison. Writes table2.md and table2.csv.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from handx_jax.scaling import runs as runs_lib
 
 COLUMNS = (("R@1", "R@1 ↑"), ("R@3", "R@3 ↑"), ("FID", "FID ↓"), ("Diversity", "Div →"),
            ("MM-Dist", "MM-Dist ↓"), ("C_F1_intra", "intra CF1 ↑"))
-# Paper Table 2 (diffusion, HandX test set), DESIGN section 8.
+# Paper Table 2 (diffusion, HandX test set).
 PAPER = [
     ("ground truth", (0.854, 0.948, 0.0, 6.887, 4.360, 0.984)),
     ("5 %, 4 layers", (0.142, 0.296, 2.574, 7.406, 6.581, 0.523)),

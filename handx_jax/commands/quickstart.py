@@ -64,7 +64,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke version (tests, CI)")
     p.add_argument("--replications", type=int, default=None,
-                   help="evaluation replications (default 3 to stay near 6 minutes; DESIGN's 20 adds about "
+                   help="evaluation replications (default 3 to stay near 6 minutes; the evaluation protocol's 20 adds about "
                         "22 s each on 2 cores, about 12 minutes in all)")
     p.set_defaults(func=run)
 

@@ -1,4 +1,4 @@
-"""Reader and writer of the HandX release format (DESIGN section 5).
+"""Reader and writer of the HandX release format.
 
 `{train,test}_can_pos_all_wotextfeat.npz` is an npz whose every member is a clip name
 holding a pickled dict (`motion` (T, 2, 21, 3), `left_annotation`, `right_annotation`,

@@ -1,4 +1,4 @@
-"""Conditioning on a reference clip (DESIGN section 7 modes), as (values, weight) constraints.
+"""Conditioning on a reference clip, as (values, weight) constraints.
 
 `reference_constraint` turns a reference motion (T, 2, 21, 3) in metres into the
 constraint `sample` blends into every x0 prediction: the reference's normalised features as

@@ -1,4 +1,4 @@
-"""Long-horizon generation: one prompt per stage, stage by stage (DESIGN section 7).
+"""Long-horizon generation: one prompt per stage, stage by stage.
 
 Stage 1 is sampled from its text alone. Every later stage is sampled with its own text and
 the previous stage's last `context` frames (default 10) as a prefix constraint

@@ -1,4 +1,4 @@
-"""Conditioning masks for partial denoising (DESIGN section 7 conditioning modes).
+"""Conditioning masks for partial denoising.
 
 A constraint is `(values, weight)`, both (B, T, F) in the model's normalised feature
 space; at every sampling step the x0 prediction becomes `w * values + (1 - w) * x0`

@@ -4,7 +4,7 @@ For each of R replications (default 20), every evaluated test clip gets one of i
 caption triples drawn at random, the model generates one motion per triple (a fresh seed
 per replication), and all metrics are computed; the ground-truth row uses the clips
 themselves. MultiModality uses `mm_texts` texts with `mm_generations` generations each.
-Every figure is reported as mean ± 1.96 std / sqrt(R) (DESIGN section 8).
+Every figure is reported as mean ± 1.96 std / sqrt(R).
 
 `evaluate_run` is the `handx evaluate` entry: it writes `W/eval/metrics.json` and
 `W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and appends

@@ -1,4 +1,4 @@
-"""MDM-style transformer denoiser (DESIGN section 7), predicting x0.
+"""MDM-style transformer denoiser, predicting x0.
 
 Sequence layout: one prefix token (timestep embedding + text condition) followed by the
 T motion frames projected from the 168-D features; positions (sinusoidal or learned) are

@@ -1,4 +1,4 @@
-"""TMR-style contrastive text-motion evaluator (DESIGN section 8).
+"""TMR-style contrastive text-motion evaluator.
 
 Two encoders map into one latent space (256-D by default):
 - text: the project's treble text encoder (left, right and relation texts through one

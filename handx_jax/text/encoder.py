@@ -1,4 +1,4 @@
-"""Linen text encoders producing the motion model's condition vector (DESIGN section 7).
+"""Linen text encoders producing the motion model's condition vector.
 
 `TrebleTextEncoder`: the left, right and relation texts are encoded separately through one
 shared transformer; each role prepends its own learned CLS token; the three CLS outputs
