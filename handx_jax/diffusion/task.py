@@ -37,6 +37,7 @@ class DiffusionTask:
             "vel": float(config.diffusion.loss_vel),
             "acc": float(config.diffusion.loss_acc),
         }
+        self._text_transform = None  # made on first use (text_transform)
         self._text_init = None  # text-encoder weights from `model.text_init_from`, loaded on first init
         if bool(config.model.get("text_frozen", False)) and float(config.train.get("weight_decay", 0.0)) > 0:
             raise ValueError("model.text_frozen needs train.weight_decay = 0 (decay would still shrink the frozen text encoder)")
@@ -150,13 +151,20 @@ class DiffusionTask:
 
     def text_transform(self):
         """The grain MapTransform turning captions into numeric text inputs (for `tower`, the
-        tower and its embeddings are made first when missing, and recorded in the config)."""
+        tower and its embeddings are made first when missing, and recorded in the config).
+        Made once per task: the train and held-out inputs share it (and its table)."""
+        if self._text_transform is None:
+            self._text_transform = self._make_text_transform()
+        return self._text_transform
+
+    def _make_text_transform(self):
         c = self.config
         if diffusion_model.text_source(c) == "embeddings":
             from handx_jax.train import text_tower
 
             if text_tower.uses_tower(c):
-                return tokenizer_lib.LookupTextEmbeddings(text_tower.prepare_run(c))
+                table = text_tower.prepare_run(c)
+                return tokenizer_lib.LookupTextEmbeddings(table.path, table)
             return tokenizer_lib.LookupTextEmbeddings(file_embeddings_path(c))
         return tokenizer_lib.tokenize_transform(self.data_dir(), int(c.model.vocab_size), int(c.model.text_max_len))
 

@@ -319,10 +319,11 @@ def uses_tower(config) -> bool:
     return str(config.model.get("text", "")) == "tower"
 
 
-def prepare_run(config, *, train_missing: bool = True) -> str:
+def prepare_run(config, *, train_missing: bool = True) -> tokenizer_lib.TextEmbeddingTable:
     """Make a generator config with `model.text = "tower"` ready to train: the tower (trained
     from `model.text_tower_config` when missing and `train_missing`), the dataset's caption
-    embeddings, and `model.text_embeddings_path` / `model.text_key` filled in. Returns the path."""
+    embeddings, and `model.text_embeddings_path` / `model.text_key` filled in. Returns the
+    embeddings table, read once."""
     import jax
 
     from handx_jax import configlib
@@ -339,7 +340,8 @@ def prepare_run(config, *, train_missing: bool = True) -> str:
         print(f"text tower {tower_dir} is missing: training it from {spec} (once per dataset)", file=sys.stderr)
         train_tower(configlib.load_config(spec), tower_dir, data_dir)
     path = embed_dataset(tower_dir, data_dir, progress=True)
-    table_dim = tokenizer_lib.load_text_embeddings(path).dim
+    table = tokenizer_lib.load_text_embeddings(path)
+    table_dim = table.dim
     want = int(config.model.text_embed_dim)
     if table_dim != want:
         raise ValueError(f"{path} holds {table_dim}-wide caption embeddings but config.model.text_embed_dim is {want}; "
@@ -352,7 +354,7 @@ def prepare_run(config, *, train_missing: bool = True) -> str:
         config.model.text_tower = tower_dir
         config.model.text_embeddings_path = path
         config.model.text_key = key
-    return path
+    return table
 
 
 class CaptionEmbedder:

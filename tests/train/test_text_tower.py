@@ -103,7 +103,7 @@ def test_changed_tower_or_file_is_refused(tower, tmp_path):
     config = configlib.load_config("configs/diffusion.py:size=T")
     config.data.dir = data
     config.model.text_tower = workdir
-    assert text_tower.prepare_run(config, train_missing=False) == path
+    assert text_tower.prepare_run(config, train_missing=False).path == path
     assert config.model.text_key == key and config.model.text_embeddings_path == path
     embedder = text_tower.CaptionEmbedder(config)
     triple = ("Left: a caption never seen before.", next(iter(embedder.table.rows["right"])), "Relation: apart.")
