@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
+from handx_jax import atomic
 import zipfile
 from typing import Any
 
@@ -129,6 +129,8 @@ def read_npz_members(path: str | os.PathLike) -> dict[str, Any]:
             if info.is_dir():
                 continue
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if key in out:  # a zip may repeat a member name: never keep only the last
+                raise HandXFormatError(f"{path}: clip {key!r}: duplicate clip name")
             with archive.open(info) as fp:
                 value = _read_npy_member(fp, path, key)
             if isinstance(value, np.ndarray) and value.dtype.hasobject and value.shape == ():
@@ -212,7 +214,7 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, Any], *, allow_pickl
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    fd, tmp = atomic.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED,
                                                        allowZip64=True) as archive:

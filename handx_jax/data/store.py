@@ -125,18 +125,65 @@ def _read_clip_file(path: str):
         data = np.load(path, allow_pickle=False)
     except Exception as err:
         raise ClipStoreError(f"{path}: cannot read as .clips.npz: {err}") from err
-    with data:
-        if "format" not in data.files or str(data["format"]) != FORMAT_TAG:
-            raise ClipStoreError(f"{path}: not a {FORMAT_TAG} file")
-        names = [str(n) for n in data["names"]]
-        offsets = data["offsets"].astype(np.int64)
-        motion = data["motion"]
-        meta = json.loads(data["meta_json"].tobytes().decode("utf-8"))
-        frames = {f: data["frame/" + f] for f in meta.get("frame_fields", [])}
+    member = "format"
+    try:  # every way a damaged file fails becomes one error naming the file and member
+        with data:
+            if "format" not in data.files or str(data["format"]) != FORMAT_TAG:
+                raise ClipStoreError(f"{path}: not a {FORMAT_TAG} file")
+            member = "names"
+            names_array = data["names"]
+            member = "offsets"
+            offsets = data["offsets"]
+            member = "motion"
+            motion = data["motion"]
+            member = "meta_json"
+            meta = json.loads(data["meta_json"].tobytes().decode("utf-8"))
+            member = "frame fields"
+            frames = {f: data["frame/" + f] for f in meta.get("frame_fields", [])}
+    except ClipStoreError:
+        raise
+    except KeyError as err:
+        raise ClipStoreError(f"{path}: missing member {member!r} ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ClipStoreError(f"{path}: {member}: not valid UTF-8 ({err})") from None
+    except json.JSONDecodeError as err:
+        raise ClipStoreError(f"{path}: {member}: not valid JSON ({err})") from None
+    except Exception as err:  # bad CRC, truncated member, object (pickled) arrays
+        raise ClipStoreError(f"{path}: {member}: cannot read: "
+                             f"{type(err).__name__}: {err}") from None
+    _check_layout(path, names_array, offsets, motion, meta)
+    names = [str(n) for n in names_array]
+    offsets = offsets.astype(np.int64)
     if offsets.shape != (len(names) + 1,) or offsets[-1] != motion.shape[0] or \
             np.any(np.diff(offsets) < 0):
         raise ClipStoreError(f"{path}: offsets do not match names and motion")
     return names, offsets, motion, meta, frames
+
+
+def _check_layout(path: str, names, offsets, motion, meta) -> None:
+    """Member dtypes, the meta JSON's shape, and unique clip names (never collapsed)."""
+    if names.ndim != 1 or names.dtype.kind != "U":
+        raise ClipStoreError(f"{path}: names: expected a 1-d str array, got {names.dtype} "
+                             f"{names.shape}")
+    if offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise ClipStoreError(f"{path}: offsets: expected a 1-d integer array, got "
+                             f"{offsets.dtype} {offsets.shape}")
+    if motion.dtype.kind not in "fiu":
+        raise ClipStoreError(f"{path}: motion: dtype {motion.dtype} is not numeric")
+    n = len(names)
+    if not isinstance(meta, dict) or not isinstance(meta.get("annotations"), dict):
+        raise ClipStoreError(f"{path}: meta_json: expected an object with 'annotations'")
+    for key in ("annotations", "extras"):
+        for field, values in (meta.get(key) or {}).items():
+            if not isinstance(values, list) or len(values) != n:
+                raise ClipStoreError(f"{path}: meta_json: {key}.{field}: expected a list of "
+                                     f"{n} per-clip values")
+    unique, counts = np.unique(names, return_counts=True)
+    if (counts > 1).any():
+        dups = ", ".join(f"{str(u)!r} x{c}" for u, c in zip(unique[counts > 1][:5],
+                                                       counts[counts > 1][:5]))
+        raise ClipStoreError(f"{path}: {int((counts > 1).sum())} duplicate clip names "
+                             f"({dups}) in {n} rows")
 
 
 def load_clip_table(path: str | os.PathLike) -> ClipTable:

@@ -2,8 +2,9 @@
 
 Checks: empty file, missing keys, motion shape (T, 2, 21, 3), non-numeric motion, NaN/Inf,
 implausible scale (millimetres or centimetres instead of metres, collapsed skeletons),
-annotation lists that are not lists of str, empty, or of unequal length across the three
-fields.
+annotation lists that are not lists of str, empty, holding empty captions, or of unequal
+length across the three fields. Damaged files (bad CRC, truncated, bad meta JSON or UTF-8,
+missing members, object arrays, duplicate clip names) are one problem naming the file.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ def _check_annotations(clip: dict, source: str, name: str) -> list[Problem]:
             continue
         if not value:
             problems.append(Problem(source, name, field, "is empty"))
+        blank = [i for i, s in enumerate(value) if not s.strip()]
+        if blank:
+            problems.append(Problem(source, name, field,
+                                    f"{len(blank)} empty caption(s), first at index {blank[0]}"))
         lengths[field] = len(value)
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k}={v}" for k, v in lengths.items())
@@ -127,6 +132,12 @@ class Report:
     problems: list[Problem] = dataclasses.field(default_factory=list)
 
 
+def _without(path: str, err: Exception) -> str:
+    """The error's message without a leading copy of the file name."""
+    text = str(err)
+    return text[len(path) + 2:] if text.startswith(path + ": ") else text
+
+
 def validate_file(path: str | os.PathLike) -> Report:
     """Load `path` (either format) and validate it; load failures become problems."""
     path = os.fspath(path)
@@ -134,7 +145,11 @@ def validate_file(path: str | os.PathLike) -> Report:
     try:
         clips = store.load_any(path, strict=False)
     except (handx_format.HandXFormatError, store.ClipStoreError, OSError) as err:
-        report.problems.append(Problem(path, None, None, f"cannot load: {err}"))
+        report.problems.append(Problem(path, None, None, f"cannot load: {_without(path, err)}"))
+        return report
+    except Exception as err:  # any other damage is still reported, never a traceback
+        report.problems.append(Problem(path, None, None,
+                                       f"cannot load: {type(err).__name__}: {err}"))
         return report
     report.clips = len(clips)
     for clip in clips.values():
