@@ -14,7 +14,7 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
+from handx_jax import atomic
 
 import numpy as np
 from tqdm import tqdm
@@ -109,7 +109,7 @@ def rules_docs_and_captions(clips: dict[str, dict], seed: int = 0, workers: int 
 def _atomic_write_text(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    fd, tmp = atomic.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)

@@ -17,7 +17,7 @@ import json
 import os
 import random
 import socket
-import tempfile
+from handx_jax import atomic
 import threading
 import time
 import urllib.error
@@ -111,7 +111,7 @@ class DiskCache:
     def put(self, key: str, value) -> None:
         path = self._path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        fd, tmp = atomic.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(value, fh, ensure_ascii=False)
         os.replace(tmp, path)

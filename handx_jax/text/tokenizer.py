@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+from handx_jax import atomic
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -67,7 +67,7 @@ def train_tokenizer(captions: Iterable[str], out_prefix: str, vocab_size: int = 
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_")
+    fd, tmp = atomic.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -281,7 +281,7 @@ def save_text_embeddings(path: str, per_role: dict[str, tuple[Sequence[str], np.
         arrays[f"captions_{role}_utf8"], arrays[f"captions_{role}_offsets"] = blob, offsets
         arrays[f"embeddings_{role}"] = emb
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_", suffix=".npz")
+    fd, tmp = atomic.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_", suffix=".npz")
     os.close(fd)
     try:
         np.savez(tmp, **arrays)

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import tempfile
+from handx_jax import atomic
 
 import numpy as np
 
@@ -122,7 +122,7 @@ def generate(num_clips: int, split: str = "train", *, frames: int = 60, seed: in
 
 def _atomic_text(path: str, lines) -> None:
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+    fd, tmp = atomic.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
