@@ -7,6 +7,11 @@ import os
 import ml_collections
 
 
+class UserError(ValueError):
+    """Bad input from the user (a file, a flag, a config field): `handx` prints the message
+    as one line and exits 2, without a traceback (unless --debug or HANDX_DEBUG=1)."""
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """Load `configs/x.py:arg` (or `configs/x.py`) by calling its `get_config(arg)`."""
     path, _, arg = spec.partition(":")

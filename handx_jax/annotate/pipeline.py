@@ -178,8 +178,9 @@ def annotate_file(src: str, out: str, backend: str = "rules", seed: int = 0, *,
     Returns a report dict: counts, failed clips with reasons, LLM requests and cache hits,
     and the files written. `llm_kwargs` are LLMConfig fields (url, model, key_env, ...).
     """
-    from handx_jax.data import handx_format, store
+    from handx_jax.data import handx_format, store, validate
     clips = store.load_any(src)
+    validate.refuse_bad_motion(clips, src)  # e.g. millimetres: the same check as validate
     # Events and captions create millions of small dicts and strings that never form cycles;
     # the cyclic collector would rescan all of them again and again.
     gc_was_enabled = gc.isenabled()

@@ -33,7 +33,10 @@ def register(subparsers) -> None:
     ann.add_argument("--llm-model", default="gpt-4o-mini")
     ann.add_argument("--llm-key-env", default="OPENAI_API_KEY",
                      help="name of the environment variable holding the API key")
-    ann.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
+    ann.add_argument("--llm-timeout", type=float, default=60.0,
+                     help="deadline in seconds for a whole request (connect, send, read all)")
+    ann.add_argument("--llm-max-caption-chars", type=int, default=400,
+                     help="longest caption accepted; longer answers are asked again")
     ann.add_argument("--concurrency", type=int, default=4, help="parallel LLM requests")
     ann.add_argument("--max-retries", type=int, default=5,
                      help="retries per request on timeout, 429 and 5xx")
@@ -87,7 +90,8 @@ def run_annotate(args: argparse.Namespace) -> int:
     config = reasoner_llm.LLMConfig(
         url=args.llm_url, model=args.llm_model, key_env=args.llm_key_env,
         timeout=args.llm_timeout, max_retries=args.max_retries,
-        max_format_retries=args.max_format_retries, seed=args.seed)
+        max_format_retries=args.max_format_retries, seed=args.seed,
+        max_caption_chars=args.llm_max_caption_chars)
     cache = args.cache or (args.out + ".llm_cache" if args.backend == "llm" else None)
     try:
         report = pipeline.annotate_file(
@@ -98,10 +102,14 @@ def run_annotate(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:  # bad input: the message names file/clip
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if args.backend == "llm":
+        report["max_caption_chars"] = config.max_caption_chars
+        report["llm_timeout_s"] = config.timeout
     report_path = args.report or args.out + ".report.json"
     pipeline._atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
     print(f"annotated {report['annotated']}/{report['clips']} clips with {args.backend}"
-          + (f"; llm requests {report['requests']}, cache hits {report['cache_hits']}"
+          + (f"; llm requests {report['requests']}, cache hits {report['cache_hits']}, "
+             f"captions capped at {config.max_caption_chars} characters"
              if args.backend == "llm" else ""))
     for item in report["failed"]:
         print(f"FAILED {item['clip']}: {item['error']}", file=sys.stderr)

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     s.add_argument("--prompts", help="JSONL file of {\"left\", \"right\", \"relation\"} objects (instead of the flags)")
     s.add_argument("--num", type=int, default=1, help="samples per prompt (default 1)")
     s.add_argument("--steps", type=int, default=50, help="respaced sampling steps (default 50)")
-    s.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale (default 2.5; 1 = off)")
+    s.add_argument("--guidance", type=_guidance, default=2.5,
+                   help="classifier-free guidance scale, finite and >= 0 (default 2.5; 1 = off, 0 = unconditional)")
     s.add_argument("--method", choices=("ddim", "ddpm"), default="ddim")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch-size", type=int, default=64, help="samples per compiled batch")
@@ -59,18 +60,45 @@ def register(subparsers) -> None:
     r.set_defaults(func=run_render)
 
 
+def _guidance(text: str) -> float:
+    """argparse type of --guidance: a finite scale >= 0 (NaN or inf would give NaN motion)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the guidance scale must be finite and >= 0")
+    return value
+
+
+PROMPT_KEYS = ("left", "right", "relation")
+
+
+def _prompt(line: str, where: str) -> tuple[str, str, str]:
+    """One prompt line: a JSON object whose keys are among PROMPT_KEYS, each a string."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not a JSON object ({err})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: not a JSON object (got {type(obj).__name__})")
+    for key, value in obj.items():
+        if key not in PROMPT_KEYS:
+            raise ValueError(f"{where}: unknown key {key!r}; expected {', '.join(PROMPT_KEYS)}")
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: key {key!r} is {json.dumps(value)}, expected a string")
+    if not any(obj.get(k, "").strip() for k in PROMPT_KEYS):
+        raise ValueError(f"{where}: every description is empty")
+    return tuple(obj.get(k, "") for k in PROMPT_KEYS)
+
+
 def read_prompts(args) -> list[tuple[str, str, str]]:
     if args.prompts:
         out = []
-        with open(args.prompts) as f:
+        with open(args.prompts, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                    out.append((str(obj.get("left", "")), str(obj.get("right", "")), str(obj.get("relation", ""))))
-                except (json.JSONDecodeError, AttributeError) as err:
-                    raise ValueError(f"{args.prompts}:{n}: not a JSON object ({err})") from None
+                if line.strip():
+                    out.append(_prompt(line, f"{args.prompts}:{n}"))
         if not out:
             raise ValueError(f"{args.prompts}: no prompts")
         return out

@@ -121,6 +121,23 @@ def validate_clips(clips: dict[str, dict], source: str) -> list[Problem]:
     return problems
 
 
+def motion_problems(clips: dict[str, dict], source: str) -> list[Problem]:
+    """Motion problems only (shape, non-finite values, scale): the check every consumer of
+    motion (annotation, training data) shares with `validate_clips`."""
+    source = os.fspath(source)
+    return [p for name, clip in clips.items() if isinstance(clip, dict) and MOTION_KEY in clip
+            for p in _check_motion(clip[MOTION_KEY], source, name)]
+
+
+def refuse_bad_motion(clips: dict[str, dict], source: str) -> None:
+    """Raise ValueError naming the file, the first bad clip and the count."""
+    problems = motion_problems(clips, source)
+    if problems:
+        more = f" (and {len(problems) - 1} more clips; `handx data validate` lists them)" \
+            if len(problems) > 1 else ""
+        raise ValueError(f"{problems[0]}{more}")
+
+
 @dataclasses.dataclass
 class Report:
     """What `handx data validate` prints for one file."""

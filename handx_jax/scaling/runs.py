@@ -30,6 +30,7 @@ class Run:
     path: str
     config: dict
     records: list[dict]
+    problem: str | None = None  # why the directory cannot be used (e.g. no metrics.jsonl)
 
     @property
     def name(self) -> str:
@@ -38,6 +39,16 @@ class Run:
     @property
     def size(self) -> str:
         return str(self.config.get("size", "?"))
+
+    @property
+    def family(self) -> str:
+        """The run's model family (`handx_jax.families`), else its config's `family` field."""
+        from handx_jax import families
+
+        try:
+            return families.family_of(self.config).name
+        except families.UnknownFamily:
+            return str(self.config.get("family", "?"))
 
     @property
     def data_ratio(self) -> float | None:
@@ -111,8 +122,22 @@ def is_run_dir(path: str) -> bool:
         os.path.join(path, "metrics.jsonl"))
 
 
+def _missing_log_file(path: str) -> str | None:
+    """For a directory holding only one of config.json and metrics.jsonl: what it lacks."""
+    has = [os.path.isfile(os.path.join(path, f)) for f in ("config.json", "metrics.jsonl")]
+    if has == [True, False]:
+        return "no metrics.jsonl (not started, or its log was lost)"
+    if has == [False, True]:
+        return "no config.json"
+    return None
+
+
 def load_run(path: str) -> Run:
-    """Read one run directory; a cut-off last line of the log (a killed run) is skipped."""
+    """Read one run directory; a cut-off last line of the log (a killed run) is skipped.
+    A directory with only one of the two files gives a Run whose `problem` says so."""
+    missing = _missing_log_file(path)
+    if missing:
+        return Run(path=path, config={}, records=[], problem=missing)
     config_path = os.path.join(path, "config.json")
     try:
         with open(config_path) as f:
@@ -134,18 +159,19 @@ def load_run(path: str) -> Run:
 
 
 def find_run_dirs(paths: Iterable[str], max_depth: int = 4) -> list[str]:
-    """Run directories named directly or found below the given directories (sorted)."""
+    """Run directories named directly or found below the given directories (sorted); also
+    those holding only one of config.json and metrics.jsonl, so they are named, not lost."""
     found = []
     for path in paths:
         if not os.path.isdir(path):
             raise FileNotFoundError(f"not a directory: {path}")
-        if is_run_dir(path):
+        if is_run_dir(path) or _missing_log_file(path):
             found.append(path)
             continue
         base_depth = path.rstrip(os.sep).count(os.sep)
         for root, dirs, _ in os.walk(path):
             dirs.sort()
-            if is_run_dir(root):
+            if is_run_dir(root) or _missing_log_file(root):
                 found.append(root)
                 dirs[:] = []
             elif root.count(os.sep) - base_depth >= max_depth:
@@ -154,6 +180,7 @@ def find_run_dirs(paths: Iterable[str], max_depth: int = 4) -> list[str]:
 
 
 def load_runs(paths: Iterable[str]) -> list[Run]:
+    """Every run under `paths`; incomplete directories come with `problem` set."""
     return [load_run(p) for p in find_run_dirs(paths)]
 
 
@@ -174,17 +201,26 @@ class Table:
 
 def collect(runs: list[Run], metric: str, x_kind: str, *, also: tuple[str, ...] = (),
             dataset_size: float | None = None) -> Table:
-    """x, metric and any `also` x kinds per run; runs missing one are listed in `skipped`."""
+    """x, metric and any `also` x kinds per run; runs missing one, holding a non-finite
+    one, or incomplete (`Run.problem`) are listed in `skipped` with the reason."""
     if x_kind not in X_KINDS:
         raise ValueError(f"unknown x {x_kind!r}; choose one of {', '.join(X_KINDS)}")
     kept, xs, ys, extras, skipped = [], [], [], {k: [] for k in also}, []
     for run in runs:
+        if run.problem:
+            skipped.append(f"{run.path} ({run.problem})")
+            continue
         y = run.metric(metric)
         x = run.x_value(x_kind, dataset_size)
         others = {k: run.x_value(k, dataset_size) for k in also}
-        missing = [name for name, v in (("metric " + metric, y), (x_kind, x), *others.items()) if v is None]
+        values = (("metric " + metric, y), (x_kind, x), *others.items())
+        missing = [name for name, v in values if v is None]
         if missing:
             skipped.append(f"{run.path} (no {', '.join(missing)})")
+            continue
+        bad = [f"{name} is {v}" for name, v in values if not np.isfinite(v)]
+        if bad:
+            skipped.append(f"{run.path} ({', '.join(bad)} in metrics.jsonl)")
             continue
         kept.append(run)
         xs.append(x)
@@ -201,7 +237,10 @@ def write_synthetic_run(path: str, *, size: str, params: float, flops: float, sa
                         config_extra: dict | None = None, eval_ci95: dict | None = None) -> str:
     """A minimal run directory as the trainer and evaluator would leave it (tests, demos)."""
     os.makedirs(path, exist_ok=True)
-    config = {"family": family, "size": size, "task": f"handx_jax.{family}.task",
+    from handx_jax import families
+
+    task = families.FAMILIES[family].task if family in families.FAMILIES else f"handx_jax.{family}.task"
+    config = {"family": family, "size": size, "task": task,
               "data": {"ratio": data_ratio, "dir": None, "num_synthetic_clips": num_clips},
               "train": {"seed": seed}, **(config_extra or {})}
     records = [
