@@ -12,6 +12,12 @@ class UserError(ValueError):
     as one line and exits 2, without a traceback (unless --debug or HANDX_DEBUG=1)."""
 
 
+class OverrideError(UserError, KeyError):
+    """A `--config.a.b=v` override naming a field the config does not have."""
+
+    __str__ = ValueError.__str__
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """Load `configs/x.py:arg` (or `configs/x.py`) by calling its `get_config(arg)`."""
     path, _, arg = spec.partition(":")
@@ -85,17 +91,22 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         node = config
         for part in parts[:-1]:
             if part not in node:
-                raise KeyError(f"override {item!r}: config has no field {part!r} on the path {key!r}")
+                raise OverrideError(f"override {item!r}: config has no field {part!r} on the path {key!r}")
             node = node[part]
         leaf = parts[-1]
         if leaf not in node:
-            raise KeyError(f"override {item!r}: config has no field {key!r}")
+            raise OverrideError(f"override {item!r}: config has no field {key!r}")
         old = node[leaf]
         value = _literal(text)
         if isinstance(old, bool):
             value = text.lower() in ("1", "true", "yes") if isinstance(value, str) else bool(value)
         elif isinstance(old, float) and isinstance(value, int):
             value = float(value)
+        elif isinstance(old, float) and isinstance(value, str):
+            try:  # nan, inf: numbers the config checks then refuse by name
+                value = float(text)
+            except ValueError:
+                pass
         elif isinstance(old, str) and not isinstance(value, str):
             value = text
         elif isinstance(old, tuple) and isinstance(value, list):

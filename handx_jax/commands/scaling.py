@@ -111,6 +111,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
             print(f"\n# ---- {name}\n{text}")
         return 0
     launch.write_manifest(manifest)
+    if args.backend == "slurm":  # every directory the scripts name exists before submission
+        for directory in launch.slurm_output_dirs(scripts):
+            os.makedirs(directory, exist_ok=True)
     for path in launch.write_scripts(manifest, scripts, subdir):
         print(f"wrote {path}")
     print(f"submit with: {how}")

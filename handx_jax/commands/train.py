@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = loop.add_trainer_defaults(configlib.load_config(args.config))
     config = configlib.apply_overrides(config, list(getattr(args, "config_overrides", []) or []))
+    from handx_jax.train import config_checks
+
+    config_checks.check_train_config(config)  # before the workdir or its data are made
     os.makedirs(args.workdir, exist_ok=True)
     ensure_data(config, args.workdir)
     try:

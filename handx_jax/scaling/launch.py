@@ -420,16 +420,31 @@ def slurm_scripts(manifest: dict, *, nodes: int = 1, tasks_per_node: int = 1, gp
         '--index "$SLURM_ARRAY_TASK_ID" --slurm',
         "",
     ])
+    # slurmd opens each job's --output file before the job starts: a missing directory
+    # fails the job at once (and leaves the dependent array waiting forever).
+    log_dirs = sorted(slurm_output_dirs({"evaluator.sbatch": evaluator, "sweep.sbatch": sweep}))
     submit = "\n".join([
         "#!/bin/bash",
         "# The shared stages first (synthetic data, evaluator, text tower), then the sweep as an array job.",
         "set -euo pipefail",
+        *[f"mkdir -p {q(d)}" for d in log_dirs],
         f"cd {q(os.path.join(out, 'slurm'))}",
         "evaluator_job=$(sbatch --parsable evaluator.sbatch)",
         'sbatch --dependency=afterok:"${evaluator_job%%;*}" sweep.sbatch',
         "",
     ])
     return {"evaluator.sbatch": evaluator, "sweep.sbatch": sweep, "submit.sh": submit}
+
+
+def slurm_output_dirs(scripts: dict[str, str]) -> set[str]:
+    """Directories named by the scripts' `#SBATCH --output=`/`--error=` lines."""
+    dirs = set()
+    for text in scripts.values():
+        for line in text.splitlines():
+            for flag in ("--output=", "--error="):
+                if line.startswith("#SBATCH " + flag):
+                    dirs.add(os.path.dirname(line[len("#SBATCH " + flag):].strip()))
+    return {d for d in dirs if d}
 
 
 def tpu_script(manifest: dict, *, tpu_name: str, zone: str, project: str | None = None,

@@ -27,6 +27,7 @@ from handx_jax.train import flops as flops_lib
 from handx_jax.train.heldout import HeldOutLoss
 from handx_jax.train import metrics_log
 from handx_jax.train import optim
+from handx_jax.train import config_checks
 from handx_jax.train import sharding as sharding_lib
 from handx_jax.train import state as state_lib
 from handx_jax.train.task import load_task
@@ -194,6 +195,7 @@ class _StopFlag:
 def train(config: Any, workdir: str, *, devices=None) -> dict:
     """Train `config` in `workdir` (resuming from its newest checkpoint); returns the last
     logged metrics (plus `preempted: True` when stopped by SIGTERM)."""
+    config_checks.check_train_config(config)  # bad fields refused before any write
     os.makedirs(workdir, exist_ok=True)
     tc = config.train
     trainer = Trainer(config, workdir, devices)
