@@ -25,7 +25,7 @@ TRAIN_RANGES = (
     ("ckpt_every", 1, None, True),
     ("log_every", 1, None, True),
     ("keep_checkpoints", 1, None, True),
-    ("eval_every", 0, None, True),
+    ("eval_every", -1, None, True),  # -1: never
     ("eval_batches", 1, None, True),
     ("warmup_steps", 0, None, True),
     ("lr", 0.0, None, False),
