@@ -88,8 +88,18 @@ def cmd_launch(args: argparse.Namespace) -> int:
         if args.dry_run:
             _print_plan(manifest)
             return 0
-        launch.write_manifest(manifest)
-        counts = launch.run_local(manifest, keep_going=not args.stop_on_failure)
+        from handx_jax.train import run_lock
+
+        try:
+            with run_lock.hold(manifest["out"], what=f"handx sweep launch {manifest['name']}"):
+                launch.write_manifest(manifest)
+                counts = launch.run_local(manifest, keep_going=not args.stop_on_failure)
+        except run_lock.RunLockedError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return run_lock.EXIT_LOCKED
+        except launch.StageInterrupted as err:
+            print(f"interrupted: {err}; relaunch to resume", file=sys.stderr)
+            return 130
         print(launch.format_status(launch.sweep_status(manifest["out"])))
         from handx_jax.report import html as html_report  # points, curves and fits in one page
 
@@ -149,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         print(json.dumps({"evaluator": state["evaluator"], "points": state["points"],
-                          "eta_seconds": state["eta_seconds"]}, indent=2))
+                          "eta_seconds": state["eta_seconds"], "stale": state.get("stale", [])}, indent=2))
     else:
         print(progress.format_progress(state, metrics))
     return 0

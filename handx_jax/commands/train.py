@@ -24,8 +24,9 @@ def ensure_data(config, workdir: str) -> None:
             raise FileNotFoundError(f"config.data.dir {config.data.dir!r} is not a directory")
         return
     out = os.path.join(os.path.abspath(workdir), "data")
-    marker = os.path.join(out, "train.clips.npz")
-    if not os.path.exists(marker):
+    from handx_jax.data import manifest
+
+    if not manifest.is_complete(out):  # an interrupted generation is written again
         from handx_jax.data import synthetic
 
         n = int(config.data.get("num_synthetic_clips", 256))
@@ -45,15 +46,34 @@ def run(args: argparse.Namespace) -> int:
     distributed.maybe_initialize_distributed()
     from handx_jax.train import loop
 
+    import contextlib
+
+    import jax
+
+    from handx_jax.train import run_lock
+
     config = loop.add_trainer_defaults(configlib.load_config(args.config))
     config = configlib.apply_overrides(config, list(getattr(args, "config_overrides", []) or []))
     from handx_jax.train import config_checks
 
     config_checks.check_train_config(config)  # before the workdir or its data are made
     os.makedirs(args.workdir, exist_ok=True)
-    ensure_data(config, args.workdir)
     try:
-        result = loop.train(config, args.workdir)
+        # One writer per run directory, from before the data is written to the end.
+        with run_lock.hold(args.workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+            if not config.data.get("dir"):
+                resolved = config.copy_and_resolve_references()
+                with resolved.ignore_type():
+                    resolved.data.dir = os.path.join(os.path.abspath(args.workdir), "data")
+                loop.check_resume_config(args.workdir, resolved)  # before any data is written
+            ensure_data(config, args.workdir)
+            result = loop.train(config, args.workdir)
+    except run_lock.RunLockedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return run_lock.EXIT_LOCKED
+    except loop.ResumeConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except loop.NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

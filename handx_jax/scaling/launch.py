@@ -17,24 +17,29 @@ run-point|run-evaluator|slurm-env ...`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from handx_jax.scaling import sweeps as sweeps_lib
 from handx_jax.scaling.runs import SYNTHETIC_DATA_DIRNAME
+from handx_jax.train import run_lock
 
 MANIFEST = "sweep.json"
 EVALUATOR_ID = "_evaluator"
 TEXT_TOWER_ID = "_text_tower"
-STATES = ("pending", "running", "done", "failed", "interrupted")
+STATES = ("pending", "running", "done", "failed", "interrupted", "stale")
 DEFAULT_PORT_BASE = 20000
+KEY_CHARS = 8  # of the config hash, in a point's id and directory
 
 
 # ---------------------------------------------------------------------------- planning
@@ -51,7 +56,12 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
     for point in sweep.points:
         config = sweeps_lib.point_config(sweep, point, data_dir, tower_dir)
         steps = sweeps_lib.resolve_steps(sweep, point, config)
-        workdir = os.path.join(out_dir, "runs", point.point_id)
+        with config.ignore_type():
+            config.train.steps = steps
+        eval_args = [str(a) for a in (sweep.evaluate.get("args") or [])] if evaluate else None
+        key = sweeps_lib.config_hash(config, out_dir, {"family": point.family, "evaluate": eval_args})
+        point_id = f"{point.point_id}-{key[:KEY_CHARS]}"  # a changed point is a new point
+        workdir = os.path.join(out_dir, "runs", point_id)
         tower = sweeps_lib.tower_overrides(sweep, config, tower_dir)
         uses_tower = uses_tower or bool(tower)
         overrides = sweeps_lib.point_overrides(sweep, point, data_dir) + tower + [f"train.steps={steps}"]
@@ -60,7 +70,7 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
         eval_argv = ["evaluate", "--workdir", workdir, "--evaluator", evaluator_dir]
         eval_argv += [str(a) for a in (sweep.evaluate.get("args") or [])]
         points.append({
-            "id": point.point_id, "family": point.family, "size": point.label or point.size,
+            "id": point_id, "name": point.point_id, "config_hash": key, "family": point.family, "size": point.label or point.size,
             "base_size": point.size, "data": point.data, "seed": point.seed, "steps": steps,
             "compute_budget": point.compute_budget, "workdir": workdir,
             "batch_size": int(config.train.batch_size),
@@ -178,7 +188,24 @@ def sweep_status(out_dir: str) -> list[dict]:
                         row["step"] = rec["step"]
                     row["eval"].update({k[5:]: v for k, v in rec.items() if k.startswith("eval/")})
         rows.append(row)
+    for stale in stale_points(manifest):
+        rows.append({"id": stale["id"], "state": "stale", "steps": "?", "step": None, "eval": {},
+                     "detail": f"not in the current plan (was {stale['was']})"})
     return rows
+
+
+def stale_points(manifest: dict) -> list[dict]:
+    """Points of earlier plans in this sweep directory (a status file or run directory whose
+    id, name plus config hash, the manifest no longer has): `{id, state: "stale", was, workdir}`."""
+    out = manifest["out"]
+    current = {p["id"] for p in manifest["points"]} | {EVALUATOR_ID, TEXT_TOWER_ID}
+    found = set()
+    if os.path.isdir(os.path.join(out, "status")):
+        found |= {n[:-5] for n in os.listdir(os.path.join(out, "status")) if n.endswith(".json")}
+    if os.path.isdir(os.path.join(out, "runs")):
+        found |= {n for n in os.listdir(os.path.join(out, "runs")) if os.path.isdir(os.path.join(out, "runs", n))}
+    return [{"id": i, "state": "stale", "was": read_status(out, i)["state"],
+             "workdir": os.path.join(out, "runs", i)} for i in sorted(found - current)]
 
 
 def format_status(rows: list[dict], metrics: tuple[str, ...] = ("R@3", "FID")) -> str:
@@ -200,32 +227,108 @@ def _fmt(value) -> str:
 # ---------------------------------------------------------------------------- running
 
 
+class StageInterrupted(KeyboardInterrupt):
+    """The launcher got SIGINT/SIGTERM; its running stage was stopped (and has exited)."""
+
+
+STOP_GRACE_S = 60.0  # a stopped stage gets this long to checkpoint before SIGKILL
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the launcher dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
+    """SIGTERM the stage's process group, then SIGKILL what is left after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; its group may not be
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+
+
 def _run_stage(argv: list[str], log_path: str, *, python: str, env: dict | None) -> int:
-    """Run one `handx` stage as a child process, appending its output to a log."""
+    """Run one `handx` stage as a child process in its own process group, appending its
+    output to a log. SIGINT/SIGTERM to the launcher are passed to the stage as SIGTERM (the
+    trainer checkpoints and exits), then StageInterrupted is raised; the stage never outlives
+    the launcher (its group is stopped on any exit, and it gets SIGTERM if the launcher dies)."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     cmd = [python, "-m", "handx_jax.cli"] + argv
+    received = []
     with open(log_path, "a") as log:
         log.write(f"\n=== {datetime.datetime.now().isoformat(timespec='seconds')} {command_line(argv)}\n")
         log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=sweeps_lib.REPO_ROOT,
-                              env=env)
-    return proc.returncode
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=sweeps_lib.REPO_ROOT,
+                                env=env, start_new_session=True, preexec_fn=_die_with_parent)
+
+        def forward(signum, frame):
+            received.append(signum)
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            rc = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if proc.poll() is None:
+                _stop_group(proc)
+            else:
+                try:  # the stage's own children, if any were left behind
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    if received:
+        raise StageInterrupted(f"stopped by signal {received[0]} ({command_line(argv)})")
+    return rc
 
 
 def prepare_data(manifest: dict) -> None:
     """Write the sweep's shared synthetic dataset once (skipped when it exists)."""
     data = manifest["data"]
-    if not data["synthetic"] or os.path.exists(os.path.join(data["dir"], "train.clips.npz")):
-        return
+    from handx_jax.data import manifest as data_manifest
+
+    if not data["synthetic"] or data_manifest.is_complete(data["dir"]):
+        return  # an interrupted generation (no manifest) is written again
     from handx_jax.data import synthetic
 
     print(f"writing {data['num_train']} synthetic train clips to {data['dir']}", file=sys.stderr)
     synthetic.write_dataset(data["dir"], data["num_train"], data["num_test"], seed=0)
 
 
+def lock_dir(out: str, stage_id: str) -> str:
+    """The directory whose run lock one launcher holds while it runs a point or shared stage."""
+    return os.path.join(out, "locks", stage_id)
+
+
 def run_evaluator(manifest: dict, *, python: str = sys.executable, env: dict | None = None) -> str:
     """The shared stages, once per sweep: data, the evaluator, the text tower (with its caption
-    embeddings); returns 'done' or 'failed'."""
+    embeddings); returns 'done' or 'failed'. One launcher at a time (RunLockedError)."""
+    with run_lock.hold(lock_dir(manifest["out"], "_shared"), what="sweep shared stages"):
+        return _run_evaluator(manifest, python=python, env=env)
+
+
+def _run_evaluator(manifest: dict, *, python: str, env: dict | None) -> str:
     prepare_data(manifest)
     stages = ((EVALUATOR_ID, manifest["evaluator"]["train"], "evaluator"),
               (TEXT_TOWER_ID, (manifest.get("text_tower") or {}).get("train"), "text_tower"))
@@ -240,7 +343,11 @@ def _run_shared_stage(out: str, stage_id: str, argv: list[str] | None, name: str
     if argv is None or read_status(out, stage_id)["state"] == "done":
         return "done"
     write_status(out, stage_id, "running")
-    rc = _run_stage(argv, os.path.join(out, "logs", f"{name}.log"), python=python, env=env)
+    try:
+        rc = _run_stage(argv, os.path.join(out, "logs", f"{name}.log"), python=python, env=env)
+    except StageInterrupted:
+        write_status(out, stage_id, "interrupted", detail="stopped by a signal to the launcher")
+        raise
     state = "done" if rc == 0 else "failed"
     write_status(out, stage_id, state, rc=rc, detail="" if rc == 0 else f"see logs/{name}.log")
     if state == "failed":
@@ -253,8 +360,22 @@ def run_point(manifest: dict, index: int, *, python: str = sys.executable, env: 
     """Train then evaluate one point unless it is done; returns its final state.
 
     `write` is False on every process but the first of a multi-process job: all of them
-    train, only the first records status and evaluates.
+    train, only the first records status and evaluates (and holds the point's lock, so a
+    second launcher of the same point is refused with RunLockedError).
     """
+    out, pid = manifest["out"], manifest["points"][index]["id"]
+    lock = run_lock.hold(lock_dir(out, pid), what=f"sweep point {pid}") if write else contextlib.nullcontext()
+    with lock:
+        try:
+            return _run_point(manifest, index, python=python, env=env, write=write, evaluate_env=evaluate_env)
+        except StageInterrupted:
+            if write:
+                write_status(out, pid, "interrupted", detail="stopped by a signal to the launcher")
+            raise
+
+
+def _run_point(manifest: dict, index: int, *, python: str, env: dict | None, write: bool,
+               evaluate_env: dict | None) -> str:
     out = manifest["out"]
     point = manifest["points"][index]
     pid = point["id"]
@@ -283,7 +404,14 @@ def run_point(manifest: dict, index: int, *, python: str = sys.executable, env: 
 
 
 def run_local(manifest: dict, *, python: str = sys.executable, keep_going: bool = True) -> dict:
-    """Run every point of the manifest here, one after another; returns state counts."""
+    """Run every point of the manifest here, one after another; returns state counts. Holds
+    the sweep directory's run lock (a second local launcher gets RunLockedError); a signal
+    stops the running stage and raises StageInterrupted."""
+    with run_lock.hold(manifest["out"], what=f"handx sweep launch {manifest['name']}"):
+        return _run_local(manifest, python=python, keep_going=keep_going)
+
+
+def _run_local(manifest: dict, *, python: str, keep_going: bool) -> dict:
     from tqdm.auto import tqdm
 
     counts = {s: 0 for s in STATES}
@@ -511,7 +639,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     manifest = read_manifest(args.manifest)
     if args.cmd == "run-evaluator":
-        return 0 if run_evaluator(manifest) == "done" else 1
+        try:
+            return 0 if run_evaluator(manifest) == "done" else 1
+        except run_lock.RunLockedError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return run_lock.EXIT_LOCKED
+        except StageInterrupted as err:
+            print(f"interrupted: {err}", file=sys.stderr)
+            return 130
     env, write, eval_env = None, True, None
     if args.slurm:
         dist = distributed_env_from_slurm(os.environ)
@@ -523,7 +658,14 @@ def main(argv: list[str] | None = None) -> int:
         eval_env = {**os.environ, "HANDX_DISTRIBUTED": "0"}
     if args.index < 0 or args.index >= len(manifest["points"]):
         parser.error(f"--index {args.index} outside 0..{len(manifest['points']) - 1}")
-    state = run_point(manifest, args.index, env=env, write=write, evaluate_env=eval_env)
+    try:
+        state = run_point(manifest, args.index, env=env, write=write, evaluate_env=eval_env)
+    except run_lock.RunLockedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return run_lock.EXIT_LOCKED
+    except StageInterrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return 130
     return 0 if state == "done" else 1
 
 

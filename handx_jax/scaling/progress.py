@@ -107,7 +107,7 @@ def sweep_progress(out_dir: str, now: float | None = None) -> dict:
     total = None if any(r["eta_seconds"] is None for r in open_rows) else sum(r["eta_seconds"] for r in open_rows)
     counts = {s: sum(r["state"] == s for r in rows) for s in launch.STATES}
     return {"evaluator": launch.read_status(out, launch.EVALUATOR_ID), "points": rows, "counts": counts,
-            "eta_seconds": total}
+            "eta_seconds": total, "stale": launch.stale_points(manifest)}
 
 
 def format_duration(seconds) -> str:
@@ -147,6 +147,10 @@ def format_progress(progress: dict, metrics: tuple[str, ...] = ("R@3", "FID")) -
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" (of {len(progress['points'])})"
     eta = progress["eta_seconds"]
     lines.append(summary + (f"; about {format_duration(eta)} left" if eta is not None and eta > 0 else ""))
+    stale = progress.get("stale") or []
+    if stale:
+        lines.append(f"stale (earlier configs, not in the current plan; their runs stay in runs/): "
+                     + ", ".join(f"{r['id']} ({r['was']})" for r in stale))
     return "\n".join(lines)
 
 

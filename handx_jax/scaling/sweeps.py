@@ -179,6 +179,29 @@ def tower_overrides(sweep: Sweep, config, tower_dir: str | None) -> list[str]:
     return [f"model.text_tower={tower_dir}", f"model.text_embed_dim={int(sweep.tower_config().model.text_d_model)}"]
 
 
+def config_hash(config, out_dir: str, extra=None) -> str:
+    """sha256 of a point's resolved config (and `extra`, e.g. its evaluation arguments), with
+    the sweep directory written as `$OUT` so a moved sweep keeps its keys."""
+    import hashlib
+    import json
+
+    from handx_jax.train.checkpoint import config_to_dict
+
+    out_dir = os.path.abspath(out_dir)
+
+    def rel(value):
+        if isinstance(value, str):
+            return value.replace(out_dir, "$OUT")
+        if isinstance(value, dict):
+            return {k: rel(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rel(v) for v in value]
+        return value
+
+    text = json.dumps(rel({"config": config_to_dict(config), "extra": extra}), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def train_flops_per_example(config) -> float:
     """The task's own analytic training FLOPs per example (the trainer logs the same count)."""
     module_name, _, class_name = str(config.task).partition(":")

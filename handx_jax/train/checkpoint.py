@@ -107,6 +107,70 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any, work
     return out["state"], _iterator_state_from_json(data["iterator"]), out["config"]
 
 
+class CheckpointError(RuntimeError):
+    """No checkpoint of a run directory could be read; the message says why for each."""
+
+
+SKIPPED_DIR = "checkpoints_unreadable"
+
+
+def _failure(workdir: str, step: int, err: BaseException) -> str:
+    """Why checkpoint `step` did not restore, naming an emptied file when there is one."""
+    roots = [os.path.join(checkpoint_dir(workdir), str(step))]
+    side = os.path.dirname(_side_state_path(workdir, step, 0))
+    empty = []
+    for root in roots:
+        for folder, _, files in os.walk(root):
+            empty += [os.path.join(folder, f) for f in files if os.path.getsize(os.path.join(folder, f)) == 0]
+    if os.path.isdir(side):
+        empty += [os.path.join(side, f) for f in os.listdir(side)
+                  if f.startswith(f"step_{step}_") and os.path.getsize(os.path.join(side, f)) == 0]
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    reason = f"{type(err).__name__}: {first}"
+    return (f"empty file {', '.join(sorted(empty))}; " + reason) if empty else reason
+
+
+def restore_newest(workdir: str, abstract_state: Any):
+    """`(state, iterator_state, step)` of the newest checkpoint that restores, or None when
+    there is none. An unreadable one (truncated, emptied, corrupt) is reported on stderr and
+    moved to `<workdir>/checkpoints_unreadable/` (so a later save of that step can proceed);
+    CheckpointError when every checkpoint fails."""
+    import sys
+    import time
+
+    steps = all_steps(workdir)
+    if not steps:
+        return None
+    manager = make_manager(workdir, keep=None, async_save=False, read_only=True)
+    skipped = []
+    try:
+        for step in reversed(steps):
+            try:
+                state, iterator_state, _ = restore(manager, step, abstract_state, workdir)
+            except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
+                reason = _failure(workdir, step, err)
+                skipped.append((step, reason))
+                print(f"checkpoint {step} in {checkpoint_dir(workdir)} is unreadable, skipped ({reason})",
+                      file=sys.stderr)
+                continue
+            if skipped:
+                print(f"resuming from checkpoint {step}, the newest readable one", file=sys.stderr)
+                if jax.process_index() == 0:
+                    _set_aside(workdir, [s for s, _ in skipped], time.strftime("%Y%m%d-%H%M%S"))
+            return state, iterator_state, step
+    finally:
+        manager.close()
+    raise CheckpointError(f"no checkpoint in {checkpoint_dir(workdir)} restores: "
+                          + "; ".join(f"{s}: {r}" for s, r in skipped))
+
+
+def _set_aside(workdir: str, steps: list[int], stamp: str) -> None:
+    for step in steps:
+        target = os.path.join(os.path.abspath(workdir), SKIPPED_DIR, f"{step}-{stamp}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(os.path.join(checkpoint_dir(workdir), str(step)), target)
+
+
 def all_steps(workdir: str) -> list[int]:
     if not os.path.isdir(checkpoint_dir(workdir)):
         return []

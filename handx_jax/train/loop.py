@@ -27,6 +27,7 @@ from handx_jax.train import flops as flops_lib
 from handx_jax.train.heldout import HeldOutLoss
 from handx_jax.train import metrics_log
 from handx_jax.train import optim
+from handx_jax.train import run_lock
 from handx_jax.train import config_checks
 from handx_jax.train import sharding as sharding_lib
 from handx_jax.train import state as state_lib
@@ -43,6 +44,8 @@ def add_trainer_defaults(config: Any) -> Any:
     for key, value in TRAIN_DEFAULTS.items():
         if key not in config.train:
             config.train[key] = value
+    if "allow_changed" not in config:
+        config.allow_changed = ""
     return config
 
 
@@ -67,6 +70,105 @@ def check_resume_identity(workdir: str, config: Any) -> None:
         if old and new != old:
             raise ValueError(f"{workdir} was trained with {field}={old!r}; resuming it with {new!r} would change its "
                              "inputs mid-run (the text tower or tokenizer changed): use a new workdir")
+
+
+# Fields a resume may change: how long the run goes and how it logs, checkpoints, evaluates
+# and lays itself out on devices. Every other field changes what the run means and is
+# refused unless named in `allow_changed` (a comma list, e.g. --config.allow_changed=train.lr).
+SAFE_RESUME_FIELDS = ("train.steps", "train.log_every", "train.ckpt_every", "train.keep_checkpoints",
+                      "train.eval_every", "train.eval_batches", "train.progress", "train.async_checkpoint",
+                      "train.peak_flops", "train.tensorboard", "train.wandb", "mesh", "allow_changed",
+                      "model.text_embeddings_path")
+RESUME_LOG = "resume_log.jsonl"
+
+
+class ResumeConfigError(ValueError):
+    """Resuming with a config that changes the meaning of the run; the message has the diff."""
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _is_under(field: str, names) -> bool:
+    return any(field == n or field.startswith(n + ".") for n in names)
+
+
+def _same(field: str, old: Any, new: Any) -> bool:
+    if field == "data.dir" and isinstance(old, str) and isinstance(new, str):
+        return os.path.abspath(old) == os.path.abspath(new)
+    return old == new
+
+
+def _task_safe_fields(config: Any) -> tuple[str, ...]:
+    """A task class may name more fields a resume may change (`resume_safe_fields`)."""
+    from handx_jax.train.task import resolve
+
+    try:
+        return tuple(getattr(resolve(config.task), "resume_safe_fields", ()))
+    except Exception:  # noqa: BLE001 - an unloadable task fails later, with its own message
+        return ()
+
+
+def resume_changes(workdir: str, config: Any) -> tuple[list[dict], list[dict]]:
+    """`(refused, allowed)` differences between `workdir`'s config.json and `config`, when the
+    directory holds a checkpoint to resume (else both empty). Each is `{field, old, new}`."""
+    import json
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path) or not ckpt_lib.all_steps(workdir):
+        return [], []
+    with open(path) as f:
+        stored = _flatten(json.load(f))
+    new = _flatten(json.loads(json.dumps(ckpt_lib.config_to_dict(config))))
+    allowed_names = [n.strip() for n in str(new.get("allow_changed") or "").split(",") if n.strip()]
+    safe = SAFE_RESUME_FIELDS + tuple(_task_safe_fields(config))
+    defaults = {f"train.{k}": v for k, v in _flatten(TRAIN_DEFAULTS).items()} | {"allow_changed": ""}
+    refused, allowed = [], []
+    for field in sorted(set(stored) | set(new)):
+        missing = object()
+        old, value = stored.get(field, missing), new.get(field, missing)
+        if old is missing and defaults.get(field, missing) == value:
+            continue  # a field added since the run started, at the value the run had implicitly
+        if _same(field, old, value):
+            continue
+        change = {"field": field, "old": None if old is missing else old, "new": None if value is missing else value}
+        if _is_under(field, safe):
+            allowed.append(change)
+        elif _is_under(field, allowed_names):
+            allowed.append({**change, "override": True})
+        else:
+            refused.append(change)
+    return refused, allowed
+
+
+def check_resume_config(workdir: str, config: Any) -> list[dict]:
+    """Refuse (ResumeConfigError, nothing written) a resume whose config changes the meaning of
+    the run; returns the allowed changes, which `record_resume` logs."""
+    check_resume_identity(workdir, config)
+    refused, allowed = resume_changes(workdir, config)
+    if refused:
+        diff = "\n".join(f"  {c['field']}: {c['old']!r} -> {c['new']!r}" for c in refused)
+        names = ",".join(c["field"] for c in refused)
+        raise ResumeConfigError(
+            f"{workdir} holds a run with another config; resuming it would change what it means:\n{diff}\n"
+            f"config.json is left as it was. Use a new --workdir, or, for a deliberate change, "
+            f"--config.allow_changed={names}")
+    return allowed
+
+
+def record_resume(workdir: str, step: int, changes: list[dict]) -> None:
+    """Append one line to `<workdir>/resume_log.jsonl`: when, from which step, what changed."""
+    import json
+
+    record = {"time": time.time(), "step": int(step), "changes": changes}
+    with open(os.path.join(workdir, RESUME_LOG), "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -194,24 +296,37 @@ class _StopFlag:
 
 def train(config: Any, workdir: str, *, devices=None) -> dict:
     """Train `config` in `workdir` (resuming from its newest checkpoint); returns the last
-    logged metrics (plus `preempted: True` when stopped by SIGTERM)."""
+    logged metrics (plus `preempted: True` when stopped by SIGTERM).
+
+    The first process holds the directory's run lock throughout (`run_lock.RunLockedError`
+    when another process holds it); a resume whose config changes the meaning of the run
+    raises `ResumeConfigError` before anything is written."""
     config_checks.check_train_config(config)  # bad fields refused before any write
     os.makedirs(workdir, exist_ok=True)
+    lock = run_lock.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:
+        return _train(config, workdir, devices=devices)
+
+
+def _train(config: Any, workdir: str, *, devices=None) -> dict:
     tc = config.train
+    changes = check_resume_config(workdir, config)
     trainer = Trainer(config, workdir, devices)
     is_main = trainer.process_index == 0
-    check_resume_identity(workdir, config)
     if is_main:
         metrics_log.write_config(workdir, config)
     compiled = trainer.compile()
     heldout = HeldOutLoss(trainer, config)
+    iterator = iter(trainer.dataset)
+    restored = ckpt_lib.restore_newest(workdir, trainer.abstract_state)  # sets unreadable ones aside
     manager = ckpt_lib.make_manager(workdir, keep=tc.get("keep_checkpoints", 3),
                                     async_save=bool(tc.get("async_checkpoint", True)))
-    iterator = iter(trainer.dataset)
-    latest = manager.latest_step()
-    if latest is not None:
-        state, iterator_state, _ = ckpt_lib.restore(manager, latest, trainer.abstract_state, workdir)
+    latest = None
+    if restored is not None:
+        state, iterator_state, latest = restored
         iterator.set_state(iterator_state)
+        if is_main and changes:
+            record_resume(workdir, latest, changes)
     else:
         state = trainer.init_state()
     total = int(tc.steps)

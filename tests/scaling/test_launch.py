@@ -166,20 +166,21 @@ def test_local_backend_skips_done_and_resumes(tmp_path, monkeypatch):
     first = calls.read_text().splitlines()
     assert first[0] == "evaluator train" and first[1] == "text tower"  # shared stages before the points
     assert first.count("train --config") == 6 and first.count("evaluate --workdir") == 5
+    ids = {p["name"]: p["id"] for p in manifest["points"]}  # id: name plus config hash
     rows = {r["id"]: r for r in launch.sweep_status(str(out))}
-    assert rows["diffusion-T3-d1-s0"]["state"] == "failed"
-    assert "train rc=3" in rows["diffusion-T3-d1-s0"]["detail"]
-    assert rows["diffusion-T-d1-s0"]["state"] == "done"
-    assert rows["diffusion-T-d1-s0"]["eval"]["R@3"] == 0.25
-    assert os.path.isfile(out / "logs" / "diffusion-T3-d1-s0.train.log")
+    assert rows[ids["diffusion-T3-d1-s0"]]["state"] == "failed"
+    assert "train rc=3" in rows[ids["diffusion-T3-d1-s0"]]["detail"]
+    assert rows[ids["diffusion-T-d1-s0"]]["state"] == "done"
+    assert rows[ids["diffusion-T-d1-s0"]]["eval"]["R@3"] == 0.25
+    assert os.path.isfile(out / "logs" / f"{ids['diffusion-T3-d1-s0']}.train.log")
 
     # A point left `running` by a launcher that died reads as interrupted.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    status = json.loads((out / "status" / "diffusion-T-d0.25-s0.json").read_text())
+    status = json.loads((out / "status" / f"{ids['diffusion-T-d0.25-s0']}.json").read_text())
     status.update(state="running", pid=dead.pid)
-    (out / "status" / "diffusion-T-d0.25-s0.json").write_text(json.dumps(status))
-    assert launch.read_status(str(out), "diffusion-T-d0.25-s0")["state"] == "interrupted"
+    (out / "status" / f"{ids['diffusion-T-d0.25-s0']}.json").write_text(json.dumps(status))
+    assert launch.read_status(str(out), ids["diffusion-T-d0.25-s0"])["state"] == "interrupted"
 
     # Relaunch: only the failed and the interrupted points run again; the evaluator is done.
     calls.write_text("")

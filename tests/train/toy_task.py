@@ -128,6 +128,8 @@ class _PoisonFrom(grain.transforms.MapWithIndex):
 
 
 class ToyTask(Task):
+    resume_safe_fields = ("toy.sleep_s", "toy.nan_at_step")  # test hooks, not part of the run's meaning
+
     def __init__(self, config):
         super().__init__(config)
         m = config.model

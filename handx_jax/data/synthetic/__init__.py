@@ -185,13 +185,22 @@ def write_dataset(out_dir: str | os.PathLike, num_train: int, num_test: int, *,
     """Write the train and test splits (both formats plus ground truth) into `out_dir`.
 
     Returns `{"train_handx": path, "train_clips": ..., "train_ground_truth_jsonl": ...,
-    "train_ground_truth_npz": ..., "test_...": ...}`.
+    "train_ground_truth_npz": ..., "test_...": ..., "manifest": ...}`; `manifest.json`
+    (files, sizes, hashes, counts) is written last, so a directory without it is incomplete.
     """
+    from handx_jax.data import manifest
+
     out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    manifest.invalidate(out_dir)  # incomplete until the manifest is written, last
     paths = {}
     for split, count in (("train", num_train), ("test", num_test)):
         for key, path in write_split(out_dir, split, count, frames=frames, seed=seed,
                                      quality=quality, workers=workers,
                                      progress=progress, chunk=chunk).items():
             paths[f"{split}_{key}"] = path
+    paths["manifest"] = manifest.write_manifest(
+        out_dir, sorted(paths.values()), {"train": int(num_train), "test": int(num_test)},
+        {"generator": "handx_jax.data.synthetic", "frames": int(frames), "seed": int(seed),
+         "quality": quality})
     return paths
