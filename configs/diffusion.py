@@ -92,6 +92,13 @@ def get_config(arg=None):
     c.diffusion.loss_rep = 0.5
     c.diffusion.loss_vel = 0.2
     c.diffusion.loss_acc = 0.1
+    # Geometric terms on the predicted joints (docs/diffusion.md, "Geometric losses"): squared
+    # cm errors of fingertip-fingertip and fingertip-palm distances (weighted up near contact)
+    # and of bone lengths. 0 = off.
+    c.diffusion.loss_tip = 0.0
+    c.diffusion.loss_palm = 0.0
+    c.diffusion.loss_bone = 0.0
+    c.diffusion.contact_emphasis = 4.0  # extra weight of distances at or below a contact threshold
     c.diffusion.sample_steps = 50
     c.diffusion.guidance = 2.5
     c.diffusion.sampler = "ddim"
@@ -109,6 +116,10 @@ def get_config(arg=None):
     c.train.batch_size = 8 if runlocal else 64
     c.train.lr = 5e-4 if runlocal else 1e-4  # paper: AdamW 1e-4
     c.train.warmup_steps = 5 if runlocal else 1000
+    c.train.warmup_fraction = 0.0  # > 0: warmup is this fraction of the run (overrides warmup_steps)
+    c.train.min_lr_ratio = 0.0  # the cosine ends at lr * min_lr_ratio (1.0: constant after warmup)
+    c.train.eval_every = 0  # held-out loss every N steps; 0: after the last step only; -1: never
+    c.train.eval_batches = 8  # test-split batches per held-out evaluation
     c.train.weight_decay = 0.0
     c.train.grad_clip = 1.0
     c.train.ema_decay = 0.999 if not runlocal else 0.9

@@ -54,7 +54,11 @@ def register(subparsers) -> None:
                    help="run directories, or directories searched for them (e.g. a sweep's runs/)")
     p.add_argument("--metric", required=True, help="eval metric key, e.g. R@3, FID (reads eval/<KEY>)")
     p.add_argument("--x", choices=("params", "flops", "data", "samples"), default="flops")
-    p.add_argument("--form", choices=("loglinear", "power", "power2d", "isoflop"), default="loglinear")
+    p.add_argument("--form", choices=("loglinear", "power", "power2d", "power2d_log", "isoflop"), default="loglinear",
+                   help="power2d_log: L(N, D) fitted on log L with non-negative coefficients (preferred for losses)")
+    p.add_argument("--data-x", choices=("unique", "samples"), default="unique",
+                   help="power2d forms: D as unique training clips (runs repeat data) or samples seen "
+                        "(runs see each example at most once)")
     p.add_argument("--out", required=True, help="output directory for fits.json/csv/md and plots")
     p.add_argument("--name", default="fits", help="output file stem")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates for the 95 %% intervals")
@@ -66,6 +70,16 @@ def register(subparsers) -> None:
                    help="isoflop: whether the metric is better low or high (default from its name)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_fit)
+    p = scaling_sub.add_parser(
+        "study", help="IsoFLOP study of a compute-budget sweep: optima, frontier, extrapolation, metrics")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or a sweep's runs/ directory")
+    p.add_argument("--out", required=True, help="output directory (study.json, study.md, figures)")
+    p.add_argument("--holdout", default="largest",
+                   help="budget left out of the fits and predicted: 'largest' (default), a FLOP count, or 'none'")
+    p.add_argument("--metrics", default="R@3,FID", help="comma list of eval metrics fitted on the frontier")
+    p.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates for the 95 %% intervals")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_study)
     scaling.set_defaults(func=lambda args: _help(scaling))
 
 
@@ -171,12 +185,30 @@ def cmd_fit(args: argparse.Namespace) -> int:
     try:
         result, table = analysis.fit_runs(
             args.runs, metric=args.metric, x=args.x, form=args.form, n_boot=args.bootstrap,
-            seed=args.seed, loss=args.loss, dataset_size=args.dataset_size, goal=args.goal)
+            seed=args.seed, loss=args.loss, dataset_size=args.dataset_size, goal=args.goal,
+            data_x=args.data_x)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     paths = analysis.write_outputs(result, table, args.out, args.name)
     print(analysis.params_markdown(result, table))
+    for kind, path in paths.items():
+        print(f"wrote {kind}: {path}")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from handx_jax.scaling import study as study_lib
+
+    holdout = None if args.holdout == "none" else args.holdout
+    metrics = tuple(m for m in args.metrics.split(",") if m)
+    try:
+        study = study_lib.analyse(args.runs, holdout=holdout, metrics=metrics, n_boot=args.bootstrap, seed=args.seed)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    paths = study_lib.write_study(study, args.out)
+    print(study_lib.markdown(study))
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")
     return 0

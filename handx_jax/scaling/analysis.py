@@ -28,16 +28,21 @@ def metric_goal(metric: str) -> str:
 
 def fit_runs(run_paths: list[str], *, metric: str, x: str, form: str, n_boot: int = 500,
              seed: int = 0, loss: str = "huber", dataset_size: float | None = None,
-             goal: str | None = None) -> tuple[fit_lib.FitResult, runs_lib.Table]:
-    """Load runs and fit one form. For power2d, x is the model-size axis and data the other;
-    for isoflop, x must be `params` and the compute budget is each run's `flops_seen`."""
+             goal: str | None = None, data_x: str = "unique") -> tuple[fit_lib.FitResult, runs_lib.Table]:
+    """Load runs and fit one form. For power2d(_log), x is the model-size axis and data the
+    other: unique training clips (`data_x="unique"`) or samples seen (`"samples"`, for runs
+    that see each example at most once); for isoflop, x must be `params` and the compute
+    budget is each run's `flops_seen`."""
     if form not in fit_lib.FORMS:
         raise ValueError(f"unknown form {form!r}; choose one of {', '.join(fit_lib.FORMS)}")
     runs = runs_lib.load_runs(run_paths)
     if not runs:
         raise ValueError(f"no run directories (config.json + metrics.jsonl) under {run_paths}")
-    also = {"power2d": ("data",), "isoflop": ("flops",)}.get(form, ())
-    if form in ("power2d", "isoflop") and x != "params":
+    if data_x not in ("unique", "samples"):
+        raise ValueError(f"data_x must be 'unique' or 'samples', got {data_x!r}")
+    data_kind = "data" if data_x == "unique" else "samples"
+    also = {"power2d": (data_kind,), "power2d_log": (data_kind,), "isoflop": ("flops", "samples")}.get(form, ())
+    if form in ("power2d", "power2d_log", "isoflop") and x != "params":
         raise ValueError(f"--form {form} needs --x params (got {x!r})")
     table = runs_lib.collect(runs, metric, x, also=also, dataset_size=dataset_size)
     for line in table.skipped:
@@ -50,10 +55,14 @@ def fit_runs(run_paths: list[str], *, metric: str, x: str, form: str, n_boot: in
     elif form == "power":
         result = fit_lib.fit_power(table.x, table.y, x_name=x, loss=loss, **common)
     elif form == "power2d":
-        result = fit_lib.fit_power2d(table.x, table.extra["data"], table.y, loss=loss, **common)
+        result = fit_lib.fit_power2d(table.x, table.extra[data_kind], table.y, loss=loss,
+                                     x_name=f"params,{data_kind}", **common)
+    elif form == "power2d_log":
+        result = fit_lib.fit_power2d_log(table.x, table.extra[data_kind], table.y, loss=loss,
+                                         x_name=f"params,{data_kind}", **common)
     else:
         result = fit_lib.fit_isoflop(table.x, table.extra["flops"], table.y,
-                                     goal=goal or metric_goal(metric), **common)
+                                     goal=goal or metric_goal(metric), samples=table.extra["samples"], **common)
     result.extra["runs"] = [r.path for r in table.runs]
     if table.skipped:
         result.extra["skipped"] = table.skipped
@@ -75,8 +84,9 @@ def write_outputs(result: fit_lib.FitResult, table: runs_lib.Table, out_dir: str
         figures = plots.plot_curve(result, table.x, table.y, labels, prefix,
                                    saturated=_as_list(result.flags.get("saturated")),
                                    outliers=result.flags.get("outliers") or [])
-    elif result.form == "power2d":
-        figures = plots.plot_power2d(result, table.x, table.extra["data"], table.y, labels, prefix)
+    elif result.form in ("power2d", "power2d_log"):
+        data = table.extra.get("data", table.extra.get("samples"))
+        figures = plots.plot_power2d(result, table.x, data, table.y, labels, prefix)
     else:
         figures = plots.plot_isoflop(result, table.x, table.extra["flops"], table.y, labels, prefix)
     paths["png"], paths["pdf"] = figures

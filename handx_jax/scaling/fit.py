@@ -6,7 +6,10 @@ residual bootstrap, and flags for outliers and saturation. The data model:
 
 - `loglinear`: y = a * log10(x) + b, with Pearson r (paper Fig. 4).
 - `power`:     y = E + A * x^-alpha.
-- `power2d`:   y = E + A * N^-alpha + B * D^-beta.
+- `power2d`:   y = E + A * N^-alpha + B * D^-beta, fitted in linear space.
+- `power2d_log`: the same law fitted to log y, with log y = LSE(e, a - alpha log N,
+               b - beta log D) (E = e^e, A = e^a, B = e^b: non-negative by construction),
+               a robust (Huber) loss on the log residuals and a grid of starting points.
 - `isoflop`:   per compute budget C a parabola of y in log10(N); its vertex N*(C); then
                N*(C) = k * C^a fitted in log space.
 
@@ -26,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import optimize, stats
 
-FORMS = ("loglinear", "power", "power2d", "isoflop")
+FORMS = ("loglinear", "power", "power2d", "power2d_log", "isoflop")
 
 # Robust scale: 1.4826 * MAD estimates sigma for Gaussian noise; Huber's 1.345 * sigma
 # keeps 95 % efficiency on clean Gaussian data while capping an outlier's pull.
@@ -459,6 +462,105 @@ def fit_power2d(n, d, y, *, metric="metric", x_name="params,data", labels=None, 
     )
 
 
+# ------------------------------------------------------------------------ power2d_log
+
+
+def _lse_terms(t, u, v):
+    """The three log terms of log L = LSE(e, a - alpha log u, b - beta log v), stacked last."""
+    lu, lv = np.log(u), np.log(v)
+    return np.stack(np.broadcast_arrays(t[0] + 0 * lu, t[1] - t[2] * lu, t[3] - t[4] * lv), axis=-1)
+
+
+def fit_power2d_log(n, d, y, *, metric="metric", x_name="params,data", labels=None, loss="huber",
+                    n_boot=300, seed=0) -> FitResult:
+    """L = E + A N^-alpha + B D^-beta fitted on log L (loss must be positive).
+
+    Fitting log L weighs every run by its relative error, so the smallest losses (the runs
+    a law is used to extrapolate towards) count as much as the largest; the log-sum-exp
+    form keeps E, A and B non-negative whatever the optimiser does. Starts: a grid of
+    exponents, each with the non-negative least-squares (E, A, B) for those exponents.
+    Intervals: the residual bootstrap of the other fitters, on log L.
+    """
+    n = np.asarray(n, float)
+    d = np.asarray(d, float)
+    y = np.asarray(y, float)
+    _check_inputs(n, y, 6, "power2d_log fit")
+    _check_inputs(d, y, 6, "power2d_log fit")
+    if np.any(y <= 0):
+        raise ValueError("power2d_log fit: the metric must be positive (it is fitted on a log scale); "
+                         "use --form power2d for metrics that can be zero or negative")
+    if len(np.unique(n)) < 2 or len(np.unique(d)) < 2:
+        raise ValueError("power2d_log fit: needs at least 2 distinct sizes and 2 distinct data sizes")
+    labels = _labels(labels, len(y))
+    n0 = float(np.exp(np.mean(np.log(n))))
+    d0 = float(np.exp(np.mean(np.log(d))))
+    u, v = n / n0, d / d0
+    ly = np.log(y)
+
+    def predict(t, u, v):
+        z = _lse_terms(t, u, v)
+        top = np.max(z, axis=-1, keepdims=True)
+        return (top + np.log(np.sum(np.exp(z - top), axis=-1, keepdims=True)))[..., 0]
+
+    def jac(t, u, v):
+        z = _lse_terms(t, u, v)
+        w = np.exp(z - np.max(z, axis=-1, keepdims=True))
+        w = w / np.sum(w, axis=-1, keepdims=True)  # softmax: d logL / d term
+        lu, lv = np.broadcast_arrays(np.log(u), np.log(v), w[..., 0])[:2]
+        return _columns(w[..., 0], w[..., 1], -w[..., 1] * lu, w[..., 2], -w[..., 2] * lv)
+
+    floor = float(np.log(y.min()))
+    starts = []
+    for alpha in (0.1, 0.3, 0.6, 1.2):
+        for beta in (0.1, 0.3, 0.6, 1.2):
+            design = np.stack([np.ones_like(u), u**-alpha, v**-beta], axis=1)
+            coef, _ = optimize.nnls(design, y)
+            coef = np.maximum(coef, 1e-3 * y.min())
+            starts.append(np.array([np.log(coef[0]), np.log(coef[1]), alpha, np.log(coef[2]), beta]))
+    # The same grid with the floor pushed down (an irreducible loss well below the data).
+    starts += [np.array([floor - 3.0, s[1], s[2], s[3], s[4]]) for s in starts[::5]]
+    big = 50.0
+    model = _Model(
+        names=("e", "a", "alpha", "b", "beta"), predict=predict, jac=jac, starts=starts,
+        lower=np.array([-big, -big, 1e-4, -big, 1e-4]), upper=np.array([big, big, 10.0, big, 10.0]),
+    )
+    theta, draws, resid, sigma = _fit_model(model, ly, (u, v), loss=loss, n_boot=n_boot, seed=seed)
+
+    def to_orig(t):
+        t = np.asarray(t, float)
+        return np.array([np.exp(t[0]), np.exp(t[1]) * n0 ** t[2], t[2], np.exp(t[3]) * d0 ** t[4], t[4]])
+
+    theta_o = to_orig(theta)
+    draws_o = np.array([to_orig(t) for t in draws]).reshape(-1, 5)
+    names = ("E", "A", "alpha", "B", "beta")
+    # Intervals for E, A, B from the log-scale draws (symmetric there), exponents directly.
+    log_theta = np.array([theta[0], np.log(theta_o[1]), theta[2], np.log(theta_o[3]), theta[4]])
+    log_draws = np.stack([draws[:, 0], np.log(draws_o[:, 1]), draws[:, 2], np.log(draws_o[:, 3]), draws[:, 4]],
+                         axis=1) if len(draws) else np.zeros((0, 5))
+    ci_log = _interval(log_draws, log_theta, len(y) - 5, np.array([-np.inf, -np.inf, 1e-4, -np.inf, 1e-4]),
+                       np.array([np.inf, np.inf, 10.0, np.inf, 10.0]))
+    ci = {name: ([float(np.exp(lo)), float(np.exp(hi))] if name in ("E", "A", "B") else [lo, hi])
+          for name, (lo, hi) in zip(names, ci_log)}
+    gap_n = theta_o[1] * n.max() ** -theta_o[2]
+    gap_d = theta_o[3] * d.max() ** -theta_o[4]
+    scale = float(np.exp(np.median(ly)))
+    flags = {
+        "outliers": _outliers(resid, sigma, labels, 5),
+        "underdetermined": bool(len(np.unique(n)) < 4 or len(np.unique(d)) < 3),
+        # The remaining gap to the floor at the largest size / data, against the noise
+        # (sigma is a relative error here).
+        "saturated_in_size": bool(gap_n < 2 * sigma * scale),
+        "saturated_in_data": bool(gap_d < 2 * sigma * scale),
+    }
+    return FitResult(
+        form="power2d_log", metric=metric, x=x_name,
+        params=dict(zip(names, map(float, theta_o))), ci95=ci, n_runs=len(y), flags=flags, boot=draws_o,
+        predict=lambda t, ns, ds: t[0] + t[1] * np.asarray(ns, float) ** -t[2]
+        + t[3] * np.asarray(ds, float) ** -t[4],
+        extra={"sigma_log": sigma, "n0": n0, "d0": d0, "space": "log"},
+    )
+
+
 # ---------------------------------------------------------------------------- isoflop
 
 
@@ -485,12 +587,15 @@ def _vertex(lx, y):
 
 
 def fit_isoflop(n, flops, y, *, metric="metric", goal="min", labels=None, budgets=None,
-                n_boot=500, seed=0) -> FitResult:
+                n_boot=500, seed=0, samples=None) -> FitResult:
     """IsoFLOP: per budget a parabola of y in log10(N), its optimum, then N* = k * C^a.
 
     `goal` says whether the metric is better low ("min": loss, FID) or high ("max": R@k).
     A budget whose parabola curves the wrong way or has its optimum outside the sizes it
-    sampled is flagged and left out of the power law.
+    sampled is flagged and left out of the power law. With `samples` (training examples
+    each run saw), each budget's optimum also gets its data size D*(C) (log samples are
+    linear in log N at a fixed budget), then D* = k' C^b and the samples-per-parameter
+    ratio D*/N* per budget, all with bootstrap intervals.
     """
     if goal not in ("min", "max"):
         raise ValueError(f"isoflop fit: goal must be 'min' or 'max', got {goal!r}")
@@ -503,6 +608,9 @@ def fit_isoflop(n, flops, y, *, metric="metric", goal="min", labels=None, budget
     group = group_budgets(flops) if budgets is None else np.unique(np.asarray(budgets), return_inverse=True)[1]
     lx = np.log10(n)
     sign = 1.0 if goal == "min" else -1.0
+    lsamp = None if samples is None else np.log10(np.asarray(samples, float))
+    if lsamp is not None and (lsamp.shape != lx.shape or not np.all(np.isfinite(lsamp))):
+        raise ValueError("isoflop fit: samples must be one positive value per run")
     per_budget, fitted, resid = [], np.zeros_like(y), np.zeros_like(y)
     flags = {"wrong_curvature": [], "optimum_outside_range": [], "too_few_sizes": []}
     for g in np.unique(group):
@@ -515,7 +623,12 @@ def fit_isoflop(n, flops, y, *, metric="metric", goal="min", labels=None, budget
         fitted[idx] = np.polyval([c2, c1, c0], lx[idx])
         resid[idx] = y[idx] - fitted[idx]
         entry = {"budget": budget, "group": int(g), "coef": [float(c2), float(c1), float(c0)],
-                 "log10_n_opt": float(vx), "n_runs": int(len(idx)), "used": True}
+                 "log10_n_opt": float(vx), "value_opt": float(np.polyval([c2, c1, c0], vx)),
+                 "n_runs": int(len(idx)), "used": True}
+        if lsamp is not None:
+            slope, icpt = np.polyfit(lx[idx], lsamp[idx], 1)
+            entry["samples_line"] = [float(slope), float(icpt)]
+            entry["log10_d_opt"] = float(slope * vx + icpt)
         if sign * c2 <= 0:
             flags["wrong_curvature"].append(budget)
             entry["used"] = False
@@ -559,6 +672,23 @@ def fit_isoflop(n, flops, y, *, metric="metric", goal="min", labels=None, budget
     good = np.all(np.isfinite(opts), axis=1)
     design = np.stack([lc, np.ones_like(lc)], axis=1)
     line = np.linalg.lstsq(design, opts[good].T, rcond=None)[0]  # (2, n_good): a, log10 k
+    data_law = None
+    if lsamp is not None:
+        dof_d = sum(len(idx) for idx in used_idx) - 3 * len(used_idx)
+        lines = np.array([e["samples_line"] for e in used])  # (budgets, 2)
+        ld_opt = lines[:, 0] * lopt + lines[:, 1]
+        b, logk_d = np.polyfit(lc, ld_opt, 1)
+        ld_draws = lines[None, :, 0] * opts[good] + lines[None, :, 1]  # (n_good, budgets)
+        line_d = np.linalg.lstsq(design, ld_draws.T, rcond=None)[0]
+        ci_d = _interval(np.stack([line_d[1], line_d[0]], axis=1), np.array([logk_d, b]), dof_d)
+        ratio = ld_opt - lopt
+        ratio_draws = ld_draws - opts[good]
+        ratio_ci = _interval(ratio_draws, ratio, dof_d)
+        for entry, r, (lo, hi) in zip(used, ratio, ratio_ci):
+            entry["samples_per_param"] = float(10.0**r)
+            entry["samples_per_param_ci95"] = [float(10.0**lo), float(10.0**hi)]
+        data_law = {"k": float(10.0**logk_d), "b": float(b),
+                    "ci95": {"k": [float(10.0**ci_d[0][0]), float(10.0**ci_d[0][1])], "b": ci_d[1]}}
     draws = np.stack([10.0 ** line[1], line[0]], axis=1) if good.any() else np.zeros((0, 2))
     draws = np.array(draws).reshape(-1, 2)
     # Interval in (log10 k, a), where the bootstrap distribution is symmetric; the noise
@@ -574,6 +704,7 @@ def fit_isoflop(n, flops, y, *, metric="metric", goal="min", labels=None, budget
         n_runs=len(y), flags={**flags, "outliers": _outliers(resid, sigma, labels, 3 * len(used))},
         boot=draws,
         predict=lambda t, cs: t[0] * np.asarray(cs, float) ** t[1],
-        extra={"budgets": per_budget, "goal": goal, "sigma": sigma},
+        extra={"budgets": per_budget, "goal": goal, "sigma": sigma,
+               **({"data_law": data_law} if data_law is not None else {})},
     )
 

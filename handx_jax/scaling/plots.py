@@ -52,7 +52,7 @@ def _title(result: FitResult) -> str:
         return text
     if result.form == "power":
         return f"{result.metric} = {p['E']:.3g} + {p['A']:.3g} {result.x}^-{p['alpha']:.3f}"
-    if result.form == "power2d":
+    if result.form in ("power2d", "power2d_log"):
         return (f"{result.metric} = {p['E']:.3g} + {p['A']:.3g} N^-{p['alpha']:.3f}"
                 f" + {p['B']:.3g} D^-{p['beta']:.3f}")
     return f"N_opt = {p['k']:.3g} C^{p['a']:.3f}"

@@ -10,10 +10,14 @@ import optax
 
 
 def make_schedule(train_config: Any) -> optax.Schedule:
-    """Linear warmup from 0 to `lr` over `warmup_steps`, then cosine to `lr * min_lr_ratio`."""
+    """Linear warmup from 0 to `lr`, then cosine to `lr * min_lr_ratio` at the run's last step.
+
+    The warmup is `warmup_fraction` of the run when that is set (> 0), else `warmup_steps`;
+    a fraction keeps the schedule's shape fixed when steps are derived from a compute budget.
+    """
     lr = float(train_config.lr)
     steps = max(int(train_config.steps), 1)
-    warmup = min(int(train_config.get("warmup_steps", 0)), steps)
+    warmup = warmup_steps(train_config)
     final = lr * float(train_config.get("min_lr_ratio", 0.0))
     decay_steps = max(steps - warmup, 1)
     cosine = optax.cosine_decay_schedule(lr, decay_steps, alpha=final / lr if lr else 0.0)
@@ -21,6 +25,17 @@ def make_schedule(train_config: Any) -> optax.Schedule:
         return cosine
     ramp = optax.linear_schedule(0.0, lr, warmup)
     return optax.join_schedules([ramp, cosine], [warmup])
+
+
+def warmup_steps(train_config: Any) -> int:
+    """Warmup length in steps: `warmup_fraction` x steps (rounded, at least 1) or `warmup_steps`."""
+    steps = max(int(train_config.steps), 1)
+    fraction = float(train_config.get("warmup_fraction", 0.0) or 0.0)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"train.warmup_fraction={fraction} must be in [0, 1)")
+    if fraction > 0:
+        return max(1, min(round(fraction * steps), steps - 1)) if steps > 1 else 0
+    return min(int(train_config.get("warmup_steps", 0)), steps)
 
 
 def decay_mask(params: Any) -> Any:

@@ -111,6 +111,51 @@ def test_power2d_recovery_and_coverage(tmp_path):
     _coverage_band(hits_beta, reps)
 
 
+def test_power2d_log_recovery_and_coverage(tmp_path):
+    """The log-space (LSE, Huber) fit of L(N, D) with multiplicative noise: exponents within
+    5 % and calibrated intervals; E, A, B non-negative in every bootstrap draw."""
+    truth = {"E": 1.0, "A": 30.0, "alpha": 0.3, "B": 20.0, "beta": 0.4}
+    noise = 0.002  # relative
+    rng = np.random.default_rng(3)
+    ratios = np.array([0.05, 0.2, 1.0])
+    n, r = [g.ravel() for g in np.meshgrid(np.logspace(6, 9, 5), ratios)]
+    n, r = np.repeat(n, 2), np.repeat(r, 2)
+    clips = 84729
+    reps, hits = 200, {"alpha": 0, "beta": 0}
+    for rep in range(reps):
+        d = r * clips
+        y = (truth["E"] + truth["A"] * n ** -truth["alpha"] + truth["B"] * d ** -truth["beta"]) \
+            * np.exp(rng.normal(0, noise, n.size))
+        root = str(tmp_path / f"rep{rep}")
+        _write_runs(root, n, y, key="loss", ratios=r, clips=clips)
+        table = _read(root, "loss", "params", also=("data",))
+        result = fit.fit_power2d_log(table.x, table.extra["data"], table.y, n_boot=200, seed=rep)
+        assert np.all(result.boot[:, [0, 1, 3]] >= 0)
+        for name in hits:
+            assert abs(result.params[name] / truth[name] - 1) < 0.05, result.params
+            hits[name] += result.ci95[name][0] <= truth[name] <= result.ci95[name][1]
+    for name in hits:
+        _coverage_band(hits[name], reps)
+
+
+def test_power2d_log_keeps_coefficients_non_negative_where_linear_flips_sign():
+    """Loss that falls with N but is flat in D plus noise: the linear fit may give B < 0 (more
+    data looks worse); the log-space fit cannot."""
+    rng = np.random.default_rng(0)
+    n, d = [g.ravel() for g in np.meshgrid(np.logspace(5, 7, 5), np.array([500.0, 1000.0, 2000.0]))]
+    y = (0.5 + 40.0 * n ** -0.35) * (1 + 0.01 * np.log(d / 1000.0)) * np.exp(rng.normal(0, 0.003, n.size))
+    log_fit = fit.fit_power2d_log(n, d, y, n_boot=50)
+    assert log_fit.params["B"] >= 0 and log_fit.params["E"] >= 0 and log_fit.params["A"] > 0
+    lin_fit = fit.fit_power2d(n, d, y, n_boot=50)
+    assert lin_fit.params["B"] < 0  # the failure the log-space form rules out
+
+
+def test_power2d_log_refuses_non_positive_loss():
+    n = np.logspace(5, 7, 6)
+    with pytest.raises(ValueError, match="positive"):
+        fit.fit_power2d_log(n, np.repeat([1e3, 2e3], 3), np.array([1.0, 0.5, 0.0, 0.2, 0.1, 0.3]))
+
+
 def _isoflop_design(budgets, a, b, big_a, big_b, span=0.8, per_budget=7):
     """Sizes centred (in log space) on the true optimum of L = E + A N^-a + B (C/6N)^-b."""
     n_rows, c_rows = [], []
@@ -125,10 +170,11 @@ def _isoflop_design(budgets, a, b, big_a, big_b, span=0.8, per_budget=7):
 def test_isoflop_recovery_and_coverage(tmp_path):
     a, b, big_a, big_b, e, noise = 0.34, 0.28, 400.0, 410.0, 1.7, 0.01
     exponent = b / (a + b)  # optimal size grows as C^(b / (a + b))
+    data_exponent = a / (a + b)
     budgets = np.logspace(15, 19, 5)
     n, c = _isoflop_design(budgets, a, b, big_a, big_b)
     rng = np.random.default_rng(3)
-    reps, hits = 200, 0
+    reps, hits, hits_d = 200, 0, 0
     for rep in range(reps):
         loss = e + big_a * n**-a + big_b * (c / (6 * n)) ** -b + rng.normal(0, noise, n.size)
         # Runs of one budget end a few steps apart: jitter FLOPs by up to 2 %.
@@ -136,11 +182,20 @@ def test_isoflop_recovery_and_coverage(tmp_path):
         root = str(tmp_path / f"rep{rep}")
         _write_runs(root, n, loss, key="loss", flops=flops)
         table = _read(root, "loss", "params", also=("flops",))
-        result = fit.fit_isoflop(table.x, table.extra["flops"], table.y, goal="min", n_boot=200, seed=rep)
+        result = fit.fit_isoflop(table.x, table.extra["flops"], table.y, goal="min", n_boot=200, seed=rep,
+                                 samples=flops / (6 * table.x))
         assert len([x for x in result.extra["budgets"] if x["used"]]) == len(budgets)
         assert abs(result.params["a"] / exponent - 1) < 0.05, result.params
         hits += result.ci95["a"][0] <= exponent <= result.ci95["a"][1]
+        # Optimal data grows as C^(a / (a + b)); its interval is calibrated too.
+        law = result.extra["data_law"]
+        assert abs(law["b"] / data_exponent - 1) < 0.05, law
+        hits_d += law["ci95"]["b"][0] <= data_exponent <= law["ci95"]["b"][1]
+        for entry in result.extra["budgets"]:  # D* / N* at each budget brackets the true ratio
+            n_opt = 10 ** entry["log10_n_opt"]
+            assert entry["samples_per_param"] == pytest.approx(entry["budget"] / (6 * n_opt**2), rel=0.05)
     _coverage_band(hits, reps)
+    _coverage_band(hits_d, reps)
 
 
 def test_group_budgets_splits_on_ratio_jumps():

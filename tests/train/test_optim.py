@@ -25,6 +25,24 @@ def test_warmup_then_cosine():
     np.testing.assert_allclose(float(s_floor(110)), 1e-4, rtol=1e-5)
 
 
+def test_warmup_fraction_scales_with_the_run_and_the_cosine_ends_with_it():
+    """A budget-derived run of any length warms up over the same fraction and reaches the
+    end of its cosine at its own last step."""
+    for steps in (40, 400, 4000):
+        cfg = _cfg(steps=steps, warmup_steps=7, warmup_fraction=0.05)
+        warm = optim.warmup_steps(cfg)
+        assert warm == round(0.05 * steps)
+        s = optim.make_schedule(cfg)
+        np.testing.assert_allclose(float(s(warm)), 1e-3, rtol=1e-6)
+        np.testing.assert_allclose(float(s(steps)), 0.0, atol=1e-9)
+        assert float(s(steps - 1)) < 1e-3 * 1e-2
+    assert optim.warmup_steps(_cfg(warmup_fraction=0.0)) == 10  # falls back to warmup_steps
+    import pytest
+
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        optim.warmup_steps(_cfg(warmup_fraction=1.5))
+
+
 def test_clipping_bounds_the_update_of_a_huge_gradient():
     tx, _ = optim.make_optimizer(_cfg(warmup_steps=0, weight_decay=0.0, grad_clip=1.0))
     params = {"w": jnp.ones((3, 3))}

@@ -1,0 +1,40 @@
+"""The size-ladder rule and the IsoFLOP sweep built from it."""
+
+import pytest
+
+from handx_jax import configlib
+from handx_jax.scaling import ladder, sweeps
+
+
+def test_rule_gives_depth_heads_and_mlp_from_width():
+    rule = ladder.ShapeRule(aspect=16, head_dim=32, mlp_ratio=4)
+    assert rule.shape(16) == {"num_layers": 1, "d_model": 16, "mlp_dim": 64, "num_heads": 1}
+    assert rule.shape(64) == {"num_layers": 4, "d_model": 64, "mlp_dim": 256, "num_heads": 2}
+    assert rule.shape(128)["num_layers"] == 8 and rule.shape(128)["num_heads"] == 4
+    shapes = [rule.shape(w) for w in (16, 32, 64, 128, 256)]
+    assert all(a["num_layers"] <= b["num_layers"] for a, b in zip(shapes, shapes[1:]))
+    with pytest.raises(ValueError, match="divisible"):
+        rule.shape(100)  # 3 heads do not divide 100
+
+
+def test_ladder_labels_and_overrides_sorted():
+    rungs = ladder.ladder([64, 16, 32])
+    assert list(rungs) == ["d16", "d32", "d64"]
+    assert "model.d_model=64" in rungs["d64"] and "model.num_heads=2" in rungs["d64"]
+
+
+def test_isoflop_sweep_windows_move_to_larger_models_with_budget():
+    sweep = sweeps.load_sweep("cpu_isoflop")
+    budgets = sorted({p.compute_budget for p in sweep.points})
+    assert len(budgets) >= 4  # three fitting budgets and one held out
+    mean_width = {}
+    for budget in budgets:
+        widths = [int(p.label[1:]) for p in sweep.points if p.compute_budget == budget]
+        assert len(widths) >= (3 if budget == budgets[-1] else 5)
+        mean_width[budget] = sum(widths) / len(widths)
+    assert [mean_width[b] for b in budgets] == sorted(mean_width[b] for b in budgets)
+    config = configlib.load_config("configs/sweeps/cpu_isoflop.py")
+    assert config.holdout_budgets == [budgets[-1]]
+    for point in sweep.points:  # every rung is a valid diffusion config with a budget-tied schedule
+        cfg = sweeps.point_config(sweep, point)
+        assert cfg.train.warmup_fraction > 0 and cfg.model.d_model == int(point.label[1:])
