@@ -115,3 +115,18 @@ def test_guidance_changes_tokens_and_context_continues(lm):
     np.testing.assert_array_equal(cont.tokens, plain.tokens[:, 3:8])  # greedy continuation of its own start
     with pytest.raises(ValueError, match="positions"):
         decoding.decode(model, params, text, max_tokens=12, context=context)
+
+
+def test_length_rule_holds_the_last_code_and_frame():
+    from handx_jax.autoregressive.sampling import fit_frames, hold_after_end
+
+    codes = np.array([[4, 5, 6, -1], [7, -1, -1, -1], [1, 2, 3, 9]])
+    held = hold_after_end(codes, np.array([3, 1, 4]))
+    np.testing.assert_array_equal(held, [[4, 5, 6, 6], [7, 7, 7, 7], [1, 2, 3, 9]])
+    feats = np.arange(3 * 8, dtype=np.float32).reshape(3, 8, 1)  # 4 codes x 2 frames
+    out = fit_frames(feats, np.array([6, 2, 8]), 10)
+    assert out.shape == (3, 10, 1)
+    np.testing.assert_array_equal(out[0, :, 0], [0, 1, 2, 3, 4, 5, 5, 5, 5, 5])
+    np.testing.assert_array_equal(out[1, :, 0], [8, 9] + [9] * 8)
+    np.testing.assert_array_equal(out[2, :, 0], list(range(16, 24)) + [23, 23])
+    np.testing.assert_array_equal(fit_frames(feats, np.array([8, 8, 8]), 5)[:, :, 0], feats[:, :5, 0])
