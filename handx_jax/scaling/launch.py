@@ -53,8 +53,12 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
     evaluator_dir = sweep.evaluator.get("workdir") or os.path.join(out_dir, "evaluator")
     tower_dir = os.path.abspath(sweep.text_tower.get("workdir") or os.path.join(out_dir, "text_tower"))
     points, uses_tower = [], False
+    qualities = set()
     for point in sweep.points:
-        config = sweeps_lib.point_config(sweep, point, data_dir, tower_dir)
+        point_data = sweeps_lib.point_data_dir(data_dir, point, synthetic)
+        if point.quality != "high":
+            qualities.add(point.quality)
+        config = sweeps_lib.point_config(sweep, point, point_data, tower_dir)
         steps = sweeps_lib.resolve_steps(sweep, point, config)
         with config.ignore_type():
             config.train.steps = steps
@@ -64,7 +68,7 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
         workdir = os.path.join(out_dir, "runs", point_id)
         tower = sweeps_lib.tower_overrides(sweep, config, tower_dir)
         uses_tower = uses_tower or bool(tower)
-        overrides = sweeps_lib.point_overrides(sweep, point, data_dir) + tower + [f"train.steps={steps}"]
+        overrides = sweeps_lib.point_overrides(sweep, point, point_data) + tower + [f"train.steps={steps}"]
         train_argv = ["train", "--config", point.config_spec(sweep.runlocal), "--workdir", workdir]
         train_argv += [f"--config.{o}" for o in overrides]
         eval_argv = ["evaluate", "--workdir", workdir, "--evaluator", evaluator_dir]
@@ -90,7 +94,8 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
         "name": sweep.name, "spec": sweep.spec, "out": out_dir,
         "data": {"dir": data_dir, "synthetic": synthetic,
                  "num_train": int(sweep.data.get("num_synthetic_clips", 512)),
-                 "num_test": int(sweep.data.get("num_test_clips", 64))},
+                 "num_test": int(sweep.data.get("num_test_clips", 64)),
+                 "qualities": {q: f"{os.path.normpath(data_dir)}_{q}" for q in sorted(qualities)}},
         "evaluator": {"workdir": evaluator_dir, "train": evaluator_argv},
         "text_tower": {"workdir": tower_dir, "train": tower_argv},
         "points": points,
@@ -316,6 +321,36 @@ def prepare_data(manifest: dict) -> None:
     synthetic.write_dataset(data["dir"], data["num_train"], data["num_test"], seed=0)
 
 
+def prepare_quality_data(manifest: dict) -> None:
+    """Lower-quality variants of the sweep's synthetic data (same clips, degraded train split,
+    clean test split), sharing the clean dataset's tokenizer and normalisation statistics
+    so that every point's held-out loss is measured in the same units on the same clips."""
+    import shutil
+
+    from handx_jax.data import manifest as data_manifest
+    from handx_jax.data import normalization, synthetic
+
+    data = manifest["data"]
+    variants = data.get("qualities") or {}
+    if not variants:
+        return
+    representations = ("joint_pos", "joint_pos_w_scalar_rot")  # the evaluator's and the generators'
+    shared = [name for name in ("spm.model", "spm.vocab") if os.path.exists(os.path.join(data["dir"], name))]
+    for rep in representations:
+        normalization.load_or_compute_stats(data["dir"], rep)
+        shared.append(os.path.basename(normalization.stats_path(data["dir"], rep)))
+    for quality, directory in variants.items():
+        if not data_manifest.is_complete(directory):
+            print(f"writing {data['num_train']} {quality}-quality synthetic train clips to {directory}", file=sys.stderr)
+            synthetic.write_dataset(directory, data["num_train"], data["num_test"], seed=0, quality=quality,
+                                    test_quality="high")
+        for name in shared:
+            target = os.path.join(directory, name)
+            if not os.path.exists(target):
+                shutil.copyfile(os.path.join(data["dir"], name), target + ".tmp")
+                os.replace(target + ".tmp", target)
+
+
 def lock_dir(out: str, stage_id: str) -> str:
     """The directory whose run lock one launcher holds while it runs a point or shared stage."""
     return os.path.join(out, "locks", stage_id)
@@ -335,6 +370,7 @@ def _run_evaluator(manifest: dict, *, python: str, env: dict | None) -> str:
     for stage_id, argv, name in stages:
         if _run_shared_stage(manifest["out"], stage_id, argv, name, python=python, env=env) != "done":
             return "failed"
+    prepare_quality_data(manifest)  # after the stages that train the clean data's tokenizer
     return "done"
 
 

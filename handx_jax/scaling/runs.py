@@ -101,8 +101,9 @@ class Run:
             total = self.last("dataset_size") or self.last("train_clips")
         data = self.config.get("data") or {}
         directory = data.get("dir")
-        synthetic = directory in (None, "") or os.path.basename(
-            os.path.normpath(str(directory))) == SYNTHETIC_DATA_DIRNAME
+        base = os.path.basename(os.path.normpath(str(directory or "")))
+        synthetic = directory in (None, "") or base == SYNTHETIC_DATA_DIRNAME or \
+            base.startswith(SYNTHETIC_DATA_DIRNAME + "_")  # a sweep's lower-quality variants
         if total is None and synthetic:
             total = data.get("num_synthetic_clips")
         if total is None:

@@ -47,8 +47,14 @@ class ScalePoint:
     compute_budget: float | None = None
     label: str | None = None
     overrides: tuple[str, ...] = ()
+    quality: str = "high"
 
     def __post_init__(self):
+        from handx_jax.data.synthetic.generator import QUALITY
+
+        if self.quality not in QUALITY:
+            raise ValueError(f"scale point {self.family}/{self.size}: quality={self.quality!r}; "
+                             f"choose one of {', '.join(sorted(QUALITY))}")
         if not 0.0 < float(self.data) <= 1.0:
             raise ValueError(f"scale point {self.family}/{self.size}: data={self.data} must be in (0, 1]")
         if (self.steps is None) == (self.compute_budget is None):
@@ -65,6 +71,8 @@ class ScalePoint:
         parts = [self.family, self.label or self.size, f"d{float(self.data):g}"]
         if self.compute_budget is not None:
             parts.append(f"c{float(self.compute_budget):.3g}")
+        if self.quality != "high":
+            parts.append(f"q{self.quality}")
         parts.append(f"s{int(self.seed)}")
         return re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts))
 
@@ -114,7 +122,7 @@ def _plain(value):
     return value
 
 
-POINT_KEYS = {"family", "size", "data", "seed", "steps", "compute_budget", "label", "overrides"}
+POINT_KEYS = {"family", "size", "data", "seed", "steps", "compute_budget", "label", "overrides", "quality"}
 
 
 def point_from_dict(entry: dict, where: str = "sweep") -> ScalePoint:
@@ -130,7 +138,8 @@ def point_from_dict(entry: dict, where: str = "sweep") -> ScalePoint:
         seed=int(entry.get("seed", 0)),
         steps=None if entry.get("steps") is None else int(entry["steps"]),
         compute_budget=None if entry.get("compute_budget") is None else float(entry["compute_budget"]),
-        label=entry.get("label"), overrides=tuple(entry.get("overrides") or ()))
+        label=entry.get("label"), overrides=tuple(entry.get("overrides") or ()),
+        quality=str(entry.get("quality", "high")))
 
 
 def sweep_from_config(config, spec: str = "") -> Sweep:
@@ -151,6 +160,17 @@ def load_sweep(spec: str) -> Sweep:
     if not path.endswith(".py") and os.sep not in path:
         spec = f"configs/sweeps/{path}.py{colon}{arg}"
     return sweep_from_config(configlib.load_config(spec), spec)
+
+
+def point_data_dir(data_dir: str, point: ScalePoint, synthetic: bool) -> str:
+    """The dataset a point trains on: the sweep's, or for a lower `quality` a synthetic
+    dataset beside it (`<data_dir>_<quality>`: the same clips degraded, with the clean test split)."""
+    if point.quality == "high":
+        return data_dir
+    if not synthetic:
+        raise ValueError(f"scale point {point.point_id}: quality={point.quality} needs the sweep's synthetic "
+                         "data (data.dir must be None); a real dataset has one quality")
+    return f"{os.path.normpath(data_dir)}_{point.quality}"
 
 
 def point_overrides(sweep: Sweep, point: ScalePoint, data_dir: str | None) -> list[str]:

@@ -181,8 +181,12 @@ def write_split(out_dir: str, split: str, num_clips: int, *, frames: int = 60, s
 
 def write_dataset(out_dir: str | os.PathLike, num_train: int, num_test: int, *,
                   frames: int = 60, seed: int = 0, quality: str = "high", workers: int = 1,
-                  progress: bool = False, chunk: int = CHUNK) -> dict[str, str]:
+                  progress: bool = False, chunk: int = CHUNK, test_quality: str | None = None) -> dict[str, str]:
     """Write the train and test splits (both formats plus ground truth) into `out_dir`.
+
+    `test_quality` (default: `quality`) lets a degraded training split keep the clean test
+    split: clips depend only on (seed, split, index), so `test_quality="high"` writes the
+    very test clips of the clean dataset with the same seed.
 
     Returns `{"train_handx": path, "train_clips": ..., "train_ground_truth_jsonl": ...,
     "train_ground_truth_npz": ..., "test_...": ..., "manifest": ...}`; `manifest.json`
@@ -194,13 +198,14 @@ def write_dataset(out_dir: str | os.PathLike, num_train: int, num_test: int, *,
     os.makedirs(out_dir, exist_ok=True)
     manifest.invalidate(out_dir)  # incomplete until the manifest is written, last
     paths = {}
+    qualities = {"train": quality, "test": quality if test_quality is None else test_quality}
     for split, count in (("train", num_train), ("test", num_test)):
         for key, path in write_split(out_dir, split, count, frames=frames, seed=seed,
-                                     quality=quality, workers=workers,
+                                     quality=qualities[split], workers=workers,
                                      progress=progress, chunk=chunk).items():
             paths[f"{split}_{key}"] = path
     paths["manifest"] = manifest.write_manifest(
         out_dir, sorted(paths.values()), {"train": int(num_train), "test": int(num_test)},
         {"generator": "handx_jax.data.synthetic", "frames": int(frames), "seed": int(seed),
-         "quality": quality})
+         "quality": quality, "test_quality": qualities["test"]})
     return paths
