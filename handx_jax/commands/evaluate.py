@@ -38,7 +38,7 @@ def register(subparsers) -> None:
                         "empty precision/recall 0; humanml3d: batches of 32, empty precision/recall 1")
     e.add_argument("--step", type=int, default=None,
                    help="checkpoint step to evaluate (default: the newest; an earlier one writes eval/step_<N>/)")
-    e.set_defaults(func=run_evaluate)
+    e.set_defaults(func=run_evaluate_locked)
 
     ev = subparsers.add_parser("evaluator", help="train the contrastive text-motion evaluator",
                                description="Evaluator commands.")
@@ -51,6 +51,21 @@ def register(subparsers) -> None:
     t.add_argument("--config", default=DEFAULT_EVALUATOR_CONFIG, help="config spec (default configs/evaluator.py)")
     t.set_defaults(func=run_evaluator_train)
     ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
+
+
+def run_evaluate_locked(args: argparse.Namespace) -> int:
+    """`handx evaluate` holding the run directory's lock (it writes W/eval and W/metrics.jsonl):
+    refused at once while another process (a trainer, another evaluation) writes there."""
+    from handx_jax.train import run_lock
+
+    if not os.path.isdir(args.workdir):
+        return run_evaluate(args)  # reports the missing directory
+    try:
+        with run_lock.hold(args.workdir, what="handx evaluate"):
+            return run_evaluate(args)
+    except run_lock.RunLockedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return run_lock.EXIT_LOCKED
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

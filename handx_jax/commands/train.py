@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     import jax
 
-    from handx_jax.train import run_lock
+    from handx_jax.train import artifacts, run_lock
 
     config = loop.add_trainer_defaults(configlib.load_config(args.config))
     config = configlib.apply_overrides(config, list(getattr(args, "config_overrides", []) or []))
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except run_lock.RunLockedError as err:
         print(f"error: {err}", file=sys.stderr)
         return run_lock.EXIT_LOCKED
-    except loop.ResumeConfigError as err:
+    except (loop.ResumeConfigError, artifacts.ArtifactChanged) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except loop.NonFiniteLossError as err:

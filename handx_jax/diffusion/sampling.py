@@ -110,7 +110,11 @@ class WorkdirSampler:
         if not self.config.data.get("dir"):
             self.config.data.dir = os.path.join(workdir, "data")
         self.task = DiffusionTask(self.config)
-        self.stats = load_stats(self.config)
+        from handx_jax.train import artifacts  # the run's own statistics; its tokenizer checked
+
+        artifacts.check_sources(workdir)
+        stats = artifacts.run_stats(workdir, self.config)
+        self.stats = stats if stats is not None else load_stats(self.config)
         self._embedder = None  # the run's caption embeddings (tower runs), read on first use
 
     def text_batch(self, texts: Sequence[Sequence[str]]) -> dict:

@@ -296,6 +296,9 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
                       protocol=protocol, shuffled_texts=text_check)
     result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
                            "sample_steps": steps, "guidance": guidance, "model_row": name})
+    from handx_jax.train import artifacts
+
+    result["meta"]["evaluator_run"] = artifacts.identity(evaluator_dir)  # which evaluator (and tokenizer) scored it
     if write:
         result["paths"] = write_outputs(workdir, result, name, step, subdir=None if step == newest else f"step_{step}")
     return result
@@ -314,6 +317,8 @@ def write_outputs(workdir: str, result: dict, row: str, step: int, subdir: str |
                f"protocol (R-precision batches of {meta.get('r_precision_batch', '?')}).\n\n")
     report.write_text(paths["table"], caption + report.markdown_table(result) + "\n")
     record = report.log_record(result, row, step)
+    names = {"dir": "evaluator_run", "step": "evaluator_run_step"}
+    record.update({names.get(k, f"evaluator_{k}"): v for k, v in (result["meta"].get("evaluator_run") or {}).items()})
     check = result.get("text_dependence", {}).get(row)
     if check:
         record.update({"eval/R@3_shuffled": check["R@3_shuffled"], "eval/R@3_shuffled_ci95": check["R@3_shuffled_ci95"],

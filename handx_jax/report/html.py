@@ -341,9 +341,12 @@ def fit_default(sweep_dir: str, metric: str = "R@3", x: str = "flops", n_boot: i
     have it; returns the fits JSON written (none when too few runs)."""
     from handx_jax.scaling import analysis
 
-    try:
-        result, table = analysis.fit_runs([os.path.join(sweep_dir, "runs")], metric=metric, x=x, form="loglinear",
-                                          n_boot=n_boot)
+    from handx_jax.scaling import launch
+
+    try:  # the current plan's points only: runs of earlier configs (stale points) stay out of the fit
+        current = [p["workdir"] for p in launch.read_manifest(sweep_dir)["points"] if os.path.isdir(p["workdir"])]
+        result, table = analysis.fit_runs(current or [os.path.join(sweep_dir, "runs")], metric=metric, x=x,
+                                          form="loglinear", n_boot=n_boot)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"report: no default fit ({err})", file=sys.stderr)
         return []

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 from absl import flags
 
+from handx_jax.train import artifacts
 from handx_jax.train import checkpoint as ckpt_lib
 from handx_jax.train import flops as flops_lib
 from handx_jax.train.heldout import HeldOutLoss
@@ -314,6 +315,7 @@ def _train(config: Any, workdir: str, *, devices=None) -> dict:
     trainer = Trainer(config, workdir, devices)
     is_main = trainer.process_index == 0
     if is_main:
+        artifacts.snapshot(workdir, config)  # the run's copies; a changed dataset file refuses a resume
         metrics_log.write_config(workdir, config)
     compiled = trainer.compile()
     heldout = HeldOutLoss(trainer, config)
