@@ -185,10 +185,26 @@ def restore_params(workdir: str, step: int | None = None, ema: bool = True,
                    sharding: jax.sharding.Sharding | None = None):
     """(config, params, step) from a run directory, for sampling and evaluation.
 
-    Reads the newest step unless `step` is given; `ema=True` gives the EMA parameters.
+    Reads the newest step unless `step` is given (an unreadable newest checkpoint is skipped
+    with a message, falling back to the previous one); `ema=True` gives the EMA parameters.
     Arrays land replicated on `sharding` (default: the first local device), whatever mesh
     wrote them.
     """
+    import sys
+
+    if step is not None:
+        return _restore_params_at(workdir, step, ema, sharding)
+    steps = all_steps(workdir) if os.path.isdir(checkpoint_dir(workdir)) else []
+    for newer in reversed(steps[1:]):
+        try:
+            return _restore_params_at(workdir, newer, ema, sharding)
+        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
+            print(f"checkpoint {newer} in {checkpoint_dir(workdir)} is unreadable, skipped "
+                  f"({_failure(workdir, newer, err)})", file=sys.stderr)
+    return _restore_params_at(workdir, steps[0] if steps else None, ema, sharding)
+
+
+def _restore_params_at(workdir: str, step: int | None, ema: bool, sharding):
     if not os.path.isdir(checkpoint_dir(workdir)):
         raise FileNotFoundError(f"no checkpoints in {checkpoint_dir(workdir)}: train first")
     manager = make_manager(workdir, keep=None, async_save=False, read_only=True)

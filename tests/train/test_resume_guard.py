@@ -107,3 +107,18 @@ def test_emptied_iterator_state_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"(empty file {iterator_file}; JSONDecodeError" in err, err
     assert "resuming from checkpoint 2" in err
+
+
+def test_restore_params_skips_an_unreadable_newest_checkpoint(tmp_path, capsys):
+    workdir = str(tmp_path)
+    loop.train(_config(4), workdir)
+    _, expected, _ = checkpoint.restore_params(workdir, step=2)
+    for path in glob.glob(os.path.join(workdir, "checkpoints", "4", "state", "**", "*"), recursive=True):
+        if os.path.isfile(path) and os.path.getsize(path) > 64:
+            with open(path, "r+b") as f:
+                f.truncate(os.path.getsize(path) // 2)
+    capsys.readouterr()
+    _, params, step = checkpoint.restore_params(workdir)
+    assert step == 2 and "checkpoint 4 in" in capsys.readouterr().err
+    for x, y in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
