@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "annotate",
     "text",
     "train",
+    "tokenize",
     "generate",
     "evaluate",
     "scaling",

@@ -12,15 +12,18 @@ DEFAULT_EVALUATOR_CONFIG = "configs/evaluator.py"
 
 def register(subparsers) -> None:
     e = subparsers.add_parser(
-        "evaluate", help="evaluate a diffusion run with a trained evaluator (Table-2 style metrics)",
+        "evaluate", help="evaluate a generator run (any model family) with a trained evaluator (Table-2 style metrics)",
         description="Evaluate the newest checkpoint of a run: writes W/eval/metrics.json, W/eval/table.md "
                     "and appends eval/<metric> keys to W/metrics.jsonl.")
     e.add_argument("--workdir", required=True, help="run directory of the model to evaluate")
     e.add_argument("--evaluator", required=True, help="evaluator run directory (from `handx evaluator train`)")
     e.add_argument("--num-samples", type=int, default=None, help="test clips to evaluate (default: all)")
     e.add_argument("--replications", type=int, default=20, help="replications per figure (default 20)")
-    e.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
-    e.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance (default 2.5)")
+    e.add_argument("--steps", type=int, default=None, help="diffusion: sampling steps (default 50)")
+    e.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance (diffusion default 2.5; a family without guidance refuses it)")
+    e.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a sampling option of the run's model family (repeatable), e.g. temperature=0.8")
     e.add_argument("--mm-texts", type=int, default=100, help="texts for MultiModality (default 100)")
     e.add_argument("--mm-generations", type=int, default=30, help="generations per MultiModality text (default 30; 0 = skip)")
     e.add_argument("--split", default="test", help="split to evaluate on (default test)")
@@ -74,17 +77,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     jax_setup.setup()
     from handx_jax.eval import driver, report
 
-    for flag, value, low in (("--replications", args.replications, 1), ("--steps", args.steps, 1),
+    for flag, value, low in (("--replications", args.replications, 1), ("--steps", 1 if args.steps is None else args.steps, 1),
                              ("--mm-generations", args.mm_generations, 0), ("--batch-size", args.batch_size, 1)):
         if value < low:
             print(f"error: {flag} must be >= {low}, got {value}", file=sys.stderr)
             return 2
     try:
+        from handx_jax import families
+
         result = driver.evaluate_run(
             args.workdir, args.evaluator, num_samples=args.num_samples, replications=args.replications,
             steps=args.steps, guidance=args.guidance, seed=args.seed, split=args.split,
             mm_texts=args.mm_texts, mm_generations=args.mm_generations, data_dir=args.data, step=args.step,
-            batch_size=args.batch_size, protocol=args.protocol, text_check=args.text_check)
+            batch_size=args.batch_size, protocol=args.protocol, text_check=args.text_check,
+            family_options=families.parse_options(args.option))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     s.add_argument("--method", choices=("ddim", "ddpm"), default="ddim")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch-size", type=int, default=64, help="samples per compiled batch")
+    s.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a sampling option of the run's model family (repeatable), e.g. temperature=0.8; "
+                        "--steps/--guidance/--method are the diffusion family's")
     s.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     s.add_argument("--no-ema", action="store_true", help="use the raw rather than the EMA parameters")
     s.add_argument("--out", required=True, help="output .npz (HandX release format)")
@@ -125,11 +128,19 @@ def run_sample(args: argparse.Namespace) -> int:
         return _view(args, _run_long_horizon(args, prompts))
     if args.condition or args.reference or args.keyframes:
         return _view(args, _run_conditioned(args, prompts))
-    motion = sample_from_workdir(
-        args.workdir, prompts, num_per_text=args.num, steps=args.steps, guidance=args.guidance,
-        seed=args.seed, method=args.method, batch_size=args.batch_size, step=args.step,
-        ema=not args.no_ema, progress=True,
-    )
+    from handx_jax import families
+
+    family = families.run_family(args.workdir)
+    options = families.parse_options(getattr(args, "option", []))
+    if family.name == "diffusion":
+        chosen = {"steps": args.steps, "guidance": args.guidance, "method": args.method, **family.check_options(options)}
+        motion = sample_from_workdir(args.workdir, prompts, num_per_text=args.num, seed=args.seed,
+                                     batch_size=args.batch_size, step=args.step, ema=not args.no_ema, progress=True,
+                                     **chosen)
+    else:  # any other family: its sampler, with its own --option NAME=VALUE options
+        motion = family.load_sampler(args.workdir, step=args.step)(
+            prompts, num_per_text=args.num, seed=args.seed, batch_size=args.batch_size, progress=True,
+            **family.check_options(options))
     clips = _save(args.out, _prompt_clips(prompts, motion, args.num))
     print(f"wrote {len(clips)} clips of shape {tuple(motion.shape[1:])} to {args.out}")
     return _view(args, 0)

@@ -243,32 +243,34 @@ def load_split(data_dir: str, split: str, seq_len: int, num: int | None, seed: i
     return names, motion, captions
 
 
+def run_generator(workdir: str, *, step: int | None = None, batch_size: int = 64, **family_options) -> GenerateFn:
+    """`generate` backed by the run in `workdir` (checkpoint `step`, default the newest),
+    through its model family's sampler (`handx_jax.families`); `family_options` are that
+    sampler's own options (diffusion: steps, guidance, method)."""
+    from handx_jax import families
+
+    return families.generator(workdir, step=step, batch_size=batch_size, **family_options)
+
+
 def diffusion_generator(workdir: str, steps: int, guidance: float, method: str = "ddim",
                         step: int | None = None, batch_size: int = 64) -> GenerateFn:
-    """`generate` backed by the diffusion run in `workdir` (checkpoint `step`, default the newest)."""
-    from handx_jax.diffusion import sampling
-
-    loaded: list = []  # the run is restored on the first call, then reused
-
-    def generate(texts, num_per_text, seed):
-        if not loaded:
-            loaded.append(sampling.WorkdirSampler(workdir, step=step))
-        return loaded[0](list(texts), num_per_text=num_per_text, steps=steps, guidance=guidance, seed=seed,
-                         method=method, batch_size=batch_size)
-
-    return generate
+    """`run_generator` with the diffusion family's options."""
+    return run_generator(workdir, step=step, batch_size=batch_size, steps=steps, guidance=guidance, method=method)
 
 
 def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = None, replications: int = 20,
-                 steps: int = 50, guidance: float = 2.5, seed: int = 0, split: str = "test",
+                 steps: int | None = None, guidance: float | None = None, seed: int = 0, split: str = "test",
                  mm_texts: int = 100, mm_generations: int = 30, data_dir: str | None = None,
                  heldout: bool = True, write: bool = True, progress: bool = True, step: int | None = None,
-                 batch_size: int = 64, protocol: str = metrics.DEFAULT_PROTOCOL, text_check: bool = True) -> dict:
+                 batch_size: int = 64, protocol: str = metrics.DEFAULT_PROTOCOL, text_check: bool = True,
+                 family_options: dict | None = None) -> dict:
     """`handx evaluate`: evaluate checkpoint `step` (default the newest) of `workdir` with the
     evaluator in `evaluator_dir` under `protocol`; write `W/eval/metrics.json` and
     `W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and append to
     metrics.jsonl. `batch_size` is the sampling batch; `text_check` adds the row with
-    captions shuffled across clips (`evaluate(shuffled_texts=True)`)."""
+    captions shuffled across clips (`evaluate(shuffled_texts=True)`). The run's family's
+    sampler generates; `steps` and `guidance` (when given) and `family_options` are its
+    sampling options (unset ones take the sampler's defaults)."""
     from handx_jax.eval.evaluator import load_evaluator
     from handx_jax.train import checkpoint
 
@@ -289,13 +291,16 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
         _, held_motion, held_captions = load_split(data_dir, "train", evaluator.seq_len, len(gt_motion), seed + 1)
         if len(held_motion) >= 32:
             held = (held_motion, held_captions)
-    generate = diffusion_generator(workdir, steps, guidance, step=step, batch_size=batch_size)
+    options = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
+    options.update(family_options or {})
+    generate = run_generator(workdir, step=step, batch_size=batch_size, **options)
     name = f"{config.get('family', 'model')} {config.get('size', '?')}, step {step}"
     result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
                       seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress,
                       protocol=protocol, shuffled_texts=text_check)
     result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
-                           "sample_steps": steps, "guidance": guidance, "model_row": name})
+                           "sample_steps": steps, "guidance": guidance, "sampling_options": options,
+                           "model_row": name})
     from handx_jax.train import artifacts
 
     result["meta"]["evaluator_run"] = artifacts.identity(evaluator_dir)  # which evaluator (and tokenizer) scored it

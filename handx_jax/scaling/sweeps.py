@@ -77,8 +77,10 @@ class ScalePoint:
         return re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts))
 
     def config_spec(self, runlocal: bool) -> str:
+        from handx_jax import families
+
         arg = f"size={self.size},data={float(self.data):g}" + (",runlocal" if runlocal else "")
-        return f"configs/{self.family}.py:{arg}"
+        return f"{families.config_path(self.family)}:{arg}"
 
 
 @dataclasses.dataclass
