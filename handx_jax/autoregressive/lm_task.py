@@ -1,7 +1,7 @@
 """`PrefixLMTask`: the autoregressive prefix-LM plugged into the generic trainer.
 
 Inputs: the FSQ token file of the run's tokenizer (`model.fsq_workdir`; written by
-`handx tokenize`) joined by clip name to the split's records, one of the clip's caption
+`handx tokenize`, or here when missing) joined by clip name to the split's records, one of the clip's caption
 triplets drawn per example (seeded, as the diffusion pipeline draws them) and turned into
 the frozen text tower's precomputed embeddings. A batch holds `targets` (B, max_tokens + 1):
 the clip's codes, END, then PAD, and `text_embedding` (B, 3, E). The model reads
@@ -97,6 +97,7 @@ class PrefixLMTask:
         self.model = model_from_config(config)
         self.pad = prefix_lm.pad_id(int(config.model.codebook_size))
         self._text_transform = None
+        self._fsq_run = None
 
     # -- model -------------------------------------------------------------------------
     def make_model(self) -> nn.Module:
@@ -143,14 +144,36 @@ class PrefixLMTask:
         m = self.config.model
         if not m.get("fsq_key"):
             if not m.get("fsq_workdir"):
-                raise ValueError("config.model.fsq_workdir is not set: train a tokenizer (configs/fsq.py), run "
-                                 "`handx tokenize`, and pass its run directory (configs/autoregressive.py:fsq=DIR)")
+                raise ValueError("config.model.fsq_workdir is not set: train a tokenizer (configs/fsq.py) and pass "
+                                 "its run directory (configs/autoregressive.py:fsq=DIR)")
+            m.fsq_key = self.fsq_run().key
+        return str(m.fsq_key)
+
+    def fsq_run(self):
+        """The tokenizer run of `model.fsq_workdir` (restored once), checked against the config."""
+        if getattr(self, "_fsq_run", None) is None:
             from handx_jax.autoregressive.fsq_run import FsqRun
 
-            run = FsqRun(str(m.fsq_workdir))
+            run = FsqRun(fsq_run_dir(self.config))
             check_fsq_run(self.config, run)
-            m.fsq_key = run.key
-        return str(m.fsq_key)
+            self._fsq_run = run
+        return self._fsq_run
+
+    def load_tokens(self, split: str):
+        """The split's token file; made with the run's tokenizer first when it is missing
+        (every split of the dataset, resumable), as the text tower stage makes embeddings."""
+        import sys
+
+        from handx_jax.autoregressive import tokens as tokens_lib
+
+        data_dir, key = self.data_dir(), self.fsq_key()
+        if not os.path.isfile(tokens_lib.tokens_path(data_dir, key, split)) and self.config.model.get("fsq_workdir"):
+            if jax.process_count() > 1:
+                raise FileNotFoundError(f"{tokens_lib.tokens_path(data_dir, key, split)} is missing: run `handx tokenize` "
+                                        "before a multi-process run")
+            print(f"motion tokens of {key} are missing in {data_dir}: tokenizing the dataset", file=sys.stderr)
+            tokens_lib.tokenize_dataset(self.fsq_run(), data_dir, log=lambda msg: print(msg, file=sys.stderr))
+        return tokens_lib.load_tokens(data_dir, key, split)
 
     def text_transform(self):
         """Captions -> `text_embedding` through the run's embeddings table (made once)."""
@@ -171,7 +194,7 @@ class PrefixLMTask:
 
     def _dataset(self, split, *, batch_size, seed, shuffle, num_epochs, shard_index, shard_count,
                  drop_remainder=True):
-        from handx_jax.autoregressive.tokens import load_tokens, tokens_path
+        from handx_jax.autoregressive.tokens import tokens_path
         from handx_jax.data import pipeline, subsets, tfds_builder
 
         c = self.config
@@ -179,7 +202,7 @@ class PrefixLMTask:
         if shard_index is None or shard_count is None:
             shard_index, shard_count = pipeline.default_shard()
         key = self.fsq_key()
-        tokens = load_tokens(data_dir, key, split)
+        tokens = self.load_tokens(split)
         version_dir = tfds_builder.ensure_built(data_dir)
         source = tfds_builder.data_source(version_dir, split)
         names = pipeline.FeatureCache.ensure(version_dir, split, str(c.data.representation)).names

@@ -236,10 +236,9 @@ def test_sigkill_then_resume_is_bitwise_identical(inputs, tmp_path):
 
 
 def test_workdir_sampler_end_to_end(inputs, tmp_path):
-    """A 2-step FSQ tokenizer, its tokens, a 2-step LM, then text -> joints through the sampler."""
+    """A 2-step FSQ tokenizer, a 2-step LM (tokenizing the data first), then text -> joints."""
     from handx_jax.autoregressive.fsq_run import FsqRun
     from handx_jax.autoregressive.sampling import WorkdirSampler
-    from handx_jax.autoregressive.tokens import tokenize_dataset
     from handx_jax.diffusion import checks
 
     data, _, overrides = inputs
@@ -248,7 +247,8 @@ def test_workdir_sampler_end_to_end(inputs, tmp_path):
                                                         "train.batch_size=4", "mesh.data=1", "train.progress=False", "train.eval_every=-1"])
     fsq_dir = str(tmp_path / "fsq")
     loop.train(fsq_config, fsq_dir, devices=jax.devices()[:1])
-    tokenize_dataset(FsqRun(fsq_dir), data, progress=False, log=lambda *a: None)
+    from handx_jax.autoregressive.tokens import tokens_path
+    assert not os.path.exists(tokens_path(data, FsqRun(fsq_dir).key, "train"))  # the LM's task makes them
     lm_overrides = {k: v for k, v in overrides.items() if k != "model.fsq_key"}
     config = _config(lm_overrides, f"model.fsq_workdir={fsq_dir}", "train.steps=2", "train.ckpt_every=2", "train.eval_every=-1",
                      "train.batch_size=4", "mesh.data=1", "train.progress=False")
