@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=64,
                    help="samples per compiled sampling batch (default 64; raise it on an accelerator)")
+    e.add_argument("--project", action="store_true",
+                   help="also report every model row after kinematic projection (constant bones, joint limits; "
+                        "row '<model>, projected' with the raw-to-projected distance)")
     e.add_argument("--no-text-check", dest="text_check", action="store_false",
                    help="skip the text-dependence row (samples from captions shuffled across clips, scored "
                         "against the true ones; on by default)")
@@ -90,7 +93,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             steps=args.steps, guidance=args.guidance, seed=args.seed, split=args.split,
             mm_texts=args.mm_texts, mm_generations=args.mm_generations, data_dir=args.data, step=args.step,
             batch_size=args.batch_size, protocol=args.protocol, text_check=args.text_check,
-            family_options=families.parse_options(args.option))
+            family_options=families.parse_options(args.option), project=args.project)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

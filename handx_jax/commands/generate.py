@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     s.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="a sampling option of the run's model family (repeatable), e.g. temperature=0.8; "
                         "--steps/--guidance/--method are the diffusion family's")
+    s.add_argument("--project", action="store_true",
+                   help="kinematic projection of every sample: constant bone lengths per clip, joint angles "
+                        "within the hand model's limits (handx_jax.hand.projection)")
     s.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     s.add_argument("--no-ema", action="store_true", help="use the raw rather than the EMA parameters")
     s.add_argument("--out", required=True, help="output .npz (HandX release format)")
@@ -141,6 +144,12 @@ def run_sample(args: argparse.Namespace) -> int:
         motion = family.load_sampler(args.workdir, step=args.step)(
             prompts, num_per_text=args.num, seed=args.seed, batch_size=args.batch_size, progress=True,
             **family.check_options(options))
+    if getattr(args, "project", False):
+        from handx_jax.hand import projection
+
+        result = projection.project(motion)
+        motion = result.motion
+        print(f"projected onto the hand model: mean joint change {1e3 * result.error.mean():.2f} mm")
     clips = _save(args.out, _prompt_clips(prompts, motion, args.num))
     print(f"wrote {len(clips)} clips of shape {tuple(motion.shape[1:])} to {args.out}")
     return _view(args, 0)

@@ -37,6 +37,10 @@ class DiffusionTask:
             "vel": float(config.diffusion.loss_vel),
             "acc": float(config.diffusion.loss_acc),
         }
+        # Geometric terms on the predicted joints (losses.geometric_losses); 0 = off.
+        self.geometric_weights = {k: float(config.diffusion.get(f"loss_{k}", 0.0)) for k in losses.GEOMETRIC_TERMS}
+        self.contact_emphasis = float(config.diffusion.get("contact_emphasis", 4.0))
+        self._stats = None  # normalisation statistics, loaded on first use by the geometric terms
         self._text_transform = None  # made on first use (text_transform)
         self._text_init = None  # text-encoder weights from `model.text_init_from`, loaded on first init
         if bool(config.model.get("text_frozen", False)) and float(config.train.get("weight_decay", 0.0)) > 0:
@@ -104,7 +108,31 @@ class DiffusionTask:
             {"params": params}, x_t, t, mask, text_inputs(batch), drop,
             deterministic=deterministic, rngs=None if deterministic else {"dropout": dropout_key},
         )
-        return losses.diffusion_losses(x0_hat, x0, mask, self.loss_weights)
+        return self._losses(x0_hat, x0, mask)
+
+    def _losses(self, x0_hat, x0, mask):
+        """The feature losses plus the enabled geometric terms (on de-normalised joints)."""
+        total, terms = losses.diffusion_losses(x0_hat, x0, mask, self.loss_weights)
+        if not any(self.geometric_weights.values()):
+            return total, terms
+        joints_hat, joints = self.joints(x0_hat), self.joints(x0)
+        geo = losses.geometric_losses(joints_hat, joints, mask, self.contact_emphasis)
+        for name, weight in self.geometric_weights.items():
+            if weight:
+                total = total + weight * geo[f"loss_{name}"]
+                terms[f"loss_{name}"] = geo[f"loss_{name}"]
+        return total, terms
+
+    def joints(self, x_btf):
+        """Centred joints (B, T, 2, 21, 3) in metres of normalised features."""
+        from handx_jax.data import normalization, representations
+
+        rep = str(self.config.data.representation)
+        if self._stats is None:
+            self._stats = normalization.load_or_compute_stats(self.data_dir(), rep)
+        mean = jnp.asarray(self._stats.mean, x_btf.dtype)
+        std = jnp.asarray(self._stats.std, x_btf.dtype)
+        return representations.to_joints(x_btf * std + mean, rep)
 
     def eval_loss(self, params, batch):
         """Held-out loss: the training loss (conditional, no dropout) averaged over a fixed grid
@@ -122,7 +150,7 @@ class DiffusionTask:
             t = jnp.full((b,), t_value, jnp.int32)
             x0_hat = self.model.apply({"params": params}, schedule_lib.q_sample(alpha_bar, x0, t, noise), t, mask,
                                       text, jnp.zeros((b,), bool), deterministic=True)
-            loss, terms = losses.diffusion_losses(x0_hat, x0, mask, self.loss_weights)
+            loss, terms = self._losses(x0_hat, x0, mask)
             total = total + loss
             terms_sum = {name: terms_sum.get(name, 0.0) + v for name, v in terms.items()}
         n = len(grid)

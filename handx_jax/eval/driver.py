@@ -70,6 +70,9 @@ def motion_metrics(motion: np.ndarray, paired_gt: np.ndarray | None, empty: floa
         for kind in ("intra", "inter"):
             prf = metrics.contact_prf(motion, paired_gt, kind, empty)
             out[f"C_P_{kind}"], out[f"C_R_{kind}"], out[f"C_F1_{kind}"] = prf["precision"], prf["recall"], prf["f1"]
+            prf = metrics.frame_contact_prf(motion, paired_gt, kind, empty)
+            out[f"Cf_P_{kind}"], out[f"Cf_R_{kind}"] = prf["precision"], prf["recall"]
+            out[f"C_timing_{kind}"] = metrics.contact_timing_error(motion, paired_gt, kind)["error"]
         out["MPJPE_mm"] = 1e3 * metrics.mpjpe(motion, paired_gt)
     return out
 
@@ -98,7 +101,7 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
              *, model_name: str = "model", replications: int = 20, seed: int = 0, mm_texts: int = 100,
              mm_generations: int = 30, heldout: tuple[np.ndarray, Sequence[Sequence[tuple]]] | None = None,
              batch_size: int | None = None, progress: bool = True,
-             protocol: str = metrics.DEFAULT_PROTOCOL, shuffled_texts: bool = False) -> dict:
+             protocol: str = metrics.DEFAULT_PROTOCOL, shuffled_texts: bool = False, project: bool = False) -> dict:
     """Replicated evaluation. Rows: 'ground truth', optionally 'held-out ground truth'
     (other clips, e.g. from the train split, scored against the same test reference), and
     `model_name` when `generate` is given (or one row per name when it is a dict of them).
@@ -106,7 +109,9 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
     (unless `batch_size`), tie and empty-denominator conventions; it goes into the meta.
     `shuffled_texts` adds, per generator, a row '<name>, captions shuffled': samples made
     from other clips' captions, scored against the true ones, and a `text_dependence`
-    summary (a model that follows its prompts scores clearly lower there)."""
+    summary (a model that follows its prompts scores clearly lower there). `project` adds, per
+    generator, a row '<name>, projected': the same samples after kinematic projection
+    (`handx_jax.hand.projection`), with `ProjMPJPE_mm`, their distance from the raw samples."""
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
     p = metrics.get_protocol(protocol)
@@ -125,6 +130,8 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
         per_row[name] = []
         if shuffled_texts:
             per_row[shuffled_row(name)] = []
+        if project:
+            per_row[projected_row(name)] = []
     bar = tqdm(range(replications), desc="evaluate", unit="rep", disable=not progress, dynamic_ncols=True)
     for rep in bar:
         rng = np.random.default_rng([seed, rep])
@@ -141,7 +148,7 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
             per_row["held-out ground truth"].append(row)
         for name, gen_fn in generators.items():
             gen = _check_generated(gen_fn(texts, 1, seed * 1000 + rep), n, gt_motion.shape[1:])
-            mm_emb = None
+            mm_emb = mm_motion = None
             if mm_generations > 1 and mm_texts > 0:
                 pick = np.random.default_rng([seed, rep, 1]).choice(n, mm_texts, replace=False)
                 mm_motion = _check_generated(gen_fn([texts[i] for i in pick], mm_generations, seed * 1000 + rep + 500),
@@ -151,6 +158,11 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
                                     np.random.default_rng([seed, rep, 2]), batch_size, mm_emb, protocol=p)
             row.update(motion_metrics(gen, gt_motion, p.empty_prf))
             per_row[name].append(row)
+            if project:
+                per_row[projected_row(name)].append(
+                    projected_metrics(evaluator, gen, None if mm_motion is None else mm_motion.reshape(
+                        mm_texts, mm_generations, *mm_motion.shape[1:]), text_emb, gt_emb, gt_motion, batch_size, p,
+                                      np.random.default_rng([seed, rep, 2])))
             if shuffled_texts:
                 other = _check_generated(gen_fn(derange(texts, np.random.default_rng([seed, rep, 3])), 1,
                                                 seed * 1000 + rep), n, gt_motion.shape[1:])
@@ -174,6 +186,25 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
 
 def shuffled_row(name: str) -> str:
     return f"{name}, captions shuffled"
+
+
+def projected_row(name: str) -> str:
+    return f"{name}, projected"
+
+
+def projected_metrics(evaluator, gen, mm_motion, text_emb, gt_emb, gt_motion, batch_size, protocol, rng) -> dict:
+    """The row of `gen` (and its MultiModality samples) after kinematic projection."""
+    from handx_jax.hand import projection
+
+    proj = projection.project_motion(gen)
+    mm_emb = None
+    if mm_motion is not None:  # (texts, generations, T, 2, 21, 3)
+        mm_emb = evaluator.encode_motion(projection.project_motion(mm_motion.reshape(-1, *mm_motion.shape[2:])))
+        mm_emb = mm_emb.reshape(mm_motion.shape[0], mm_motion.shape[1], -1)
+    row = embedding_metrics(text_emb, evaluator.encode_motion(proj), gt_emb, rng, batch_size, mm_emb, protocol=protocol)
+    row.update(motion_metrics(proj, gt_motion, protocol.empty_prf))
+    row["ProjMPJPE_mm"] = 1e3 * metrics.mpjpe(proj, gen)
+    return row
 
 
 def derange(texts: Sequence, rng: np.random.Generator) -> list:
@@ -263,7 +294,7 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
                  mm_texts: int = 100, mm_generations: int = 30, data_dir: str | None = None,
                  heldout: bool = True, write: bool = True, progress: bool = True, step: int | None = None,
                  batch_size: int = 64, protocol: str = metrics.DEFAULT_PROTOCOL, text_check: bool = True,
-                 family_options: dict | None = None) -> dict:
+                 family_options: dict | None = None, project: bool = False) -> dict:
     """`handx evaluate`: evaluate checkpoint `step` (default the newest) of `workdir` with the
     evaluator in `evaluator_dir` under `protocol`; write `W/eval/metrics.json` and
     `W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and append to
@@ -297,7 +328,7 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
     name = f"{config.get('family', 'model')} {config.get('size', '?')}, step {step}"
     result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
                       seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress,
-                      protocol=protocol, shuffled_texts=text_check)
+                      protocol=protocol, shuffled_texts=text_check, project=project)
     result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
                            "sample_steps": steps, "guidance": guidance, "sampling_options": options,
                            "model_row": name})

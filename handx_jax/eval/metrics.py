@@ -203,6 +203,51 @@ def intra_contact_labels(motion) -> np.ndarray:
     return np.any(geometry.intra_tip_distances(m) < INTRA_CONTACT_M, axis=1)
 
 
+def contact_frames(motion, kind: str) -> np.ndarray:
+    """Per-frame contact states (N, T, pairs) under the same thresholds as the per-clip labels
+    (`contact_labels` is their any over frames): 'intra' 8 pairs, 'inter' 10."""
+    m = _motion(motion, "motion")
+    if kind == "intra":
+        frames = geometry.intra_tip_distances(m) < INTRA_CONTACT_M
+    elif kind == "inter":
+        frames = geometry.tip_to_other_palm(m, nearest=1) < INTER_CONTACT_M
+    else:
+        raise ValueError(f"contact kind must be 'intra' or 'inter', got {kind!r}")
+    return frames.reshape(m.shape[0], m.shape[1], -1)
+
+
+def frame_contact_prf(pred_motion, gt_motion, kind: str, empty: float = 1.0) -> dict:
+    """Per-frame contact precision/recall/F1: one label per (clip, frame, pair), generated vs
+    ground truth paired by index and frame, pooled (stricter than HandX's per-clip label:
+    a contact must happen when the data has it)."""
+    pred, true = contact_frames(pred_motion, kind), contact_frames(gt_motion, kind)
+    if pred.shape != true.shape:
+        raise ValueError(f"frame_contact_prf: generated {pred.shape} vs ground truth {true.shape} contact frames")
+    return prf_from_labels(pred, true, empty)
+
+
+def contact_timing_error(pred_motion, gt_motion, kind: str) -> dict:
+    """Contact timing error in frames over the (clip, pair)s in contact in both clips: the
+    mean of |onset difference| and |offset difference| (first and last contact frame),
+    averaged over those pairs. `error` is NaN when no pair is in contact in both;
+    `pairs` counts them."""
+    pred, true = contact_frames(pred_motion, kind), contact_frames(gt_motion, kind)
+    if pred.shape != true.shape:
+        raise ValueError(f"contact_timing_error: generated {pred.shape} vs ground truth {true.shape} contact frames")
+    t = pred.shape[1]
+    both = pred.any(axis=1) & true.any(axis=1)  # (N, pairs)
+
+    def onset_offset(frames):
+        first = np.argmax(frames, axis=1)
+        last = t - 1 - np.argmax(frames[:, ::-1], axis=1)
+        return first, last
+
+    (pf, pl), (tf, tl) = onset_offset(pred), onset_offset(true)
+    err = 0.5 * (np.abs(pf - tf) + np.abs(pl - tl))
+    count = int(both.sum())
+    return {"error": float(err[both].mean()) if count else float("nan"), "pairs": count}
+
+
 def tip_to_palm_distances(motion) -> np.ndarray:
     """(N, T, 2, 5): each fingertip of hand h to the closest point of the other hand's palm
     (HandX's evaluation; its annotation feature averages the 5 nearest points instead)."""
@@ -216,13 +261,7 @@ def inter_contact_labels(motion) -> np.ndarray:
 
 def contact_labels(motion, kind: str) -> np.ndarray:
     """Per-clip binary contact labels (N, pairs) for kind 'intra' (8 pairs) or 'inter' (10)."""
-    if kind == "intra":
-        labels = intra_contact_labels(motion)
-    elif kind == "inter":
-        labels = inter_contact_labels(motion)
-    else:
-        raise ValueError(f"contact kind must be 'intra' or 'inter', got {kind!r}")
-    return labels.reshape(labels.shape[0], -1)
+    return contact_frames(motion, kind).any(axis=1)
 
 
 def prf_from_labels(pred: np.ndarray, true: np.ndarray, empty: float = 1.0) -> dict:

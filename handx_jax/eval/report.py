@@ -19,8 +19,11 @@ COLUMNS = (
     ("Diversity", "Div →", 3), ("MM-Dist", "MM-Dist ↓", 3), ("MultiModality", "MModality ↑", 3),
     ("C_P_intra", "intra P ↑", 3), ("C_R_intra", "intra R ↑", 3), ("C_F1_intra", "intra F1 ↑", 3),
     ("C_P_inter", "inter P ↑", 3), ("C_R_inter", "inter R ↑", 3), ("C_F1_inter", "inter F1 ↑", 3),
-    ("Penetration_mm", "Pen. mm ↓", 2), ("Jitter", "Jitter m/s³ ↓", 1), ("BoneDev_mm", "Bone dev. mm ↓", 2),
-    ("JointLimit", "Limit viol. ↓", 4), ("MPJPE_mm", "MPJPE mm", 1),
+    ("Cf_P_intra", "intra frame P ↑", 3), ("Cf_R_intra", "intra frame R ↑", 3),
+    ("Cf_P_inter", "inter frame P ↑", 3), ("Cf_R_inter", "inter frame R ↑", 3),
+    ("C_timing_intra", "intra timing err. frames ↓", 1), ("C_timing_inter", "inter timing err. frames ↓", 1),
+    ("Penetration_mm", "Pen. mm ↓", 2), ("Jitter", "Jitter m/s³ ↓", 1), ("BoneDev_mm", "Bone dev. mm ↓", 3),
+    ("JointLimit", "Limit viol. ↓", 4), ("MPJPE_mm", "MPJPE mm", 1), ("ProjMPJPE_mm", "raw→projected mm", 2),
 )
 METRIC_KEYS = tuple(k for k, _, _ in COLUMNS)
 
@@ -28,6 +31,7 @@ METRIC_KEYS = tuple(k for k, _, _ in COLUMNS)
 def summarize(values: Sequence[float]) -> dict:
     """Mean, std (population, as the HumanML3D code) and 95 % half-interval of replications."""
     arr = np.asarray([v for v in values], np.float64)
+    arr = arr[~np.isnan(arr)] if np.isnan(arr).any() and not np.isnan(arr).all() else arr  # undefined replications
     if arr.size == 0 or not np.all(np.isfinite(arr)):
         return {"mean": float("nan"), "std": float("nan"), "ci95": float("nan"), "values": [float(v) for v in arr]}
     std = float(arr.std())
