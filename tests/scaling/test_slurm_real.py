@@ -115,7 +115,10 @@ def slurm_cluster(tmp_path_factory):
     with open(conf, "w") as f:
         f.write(_slurm_conf(root, host, munge_socket))
     open(os.path.join(root, "plugstack.conf"), "w").close()
-    env = {**os.environ, "SLURM_CONF": conf}
+    # Jobs inherit this environment: not the test session's 8 fake CPU devices per process.
+    xla_flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                         if not f.startswith("--xla_force_host_platform_device_count"))
+    env = {**os.environ, "SLURM_CONF": conf, "XLA_FLAGS": xla_flags}
     pid_files = [os.path.join(root, "munge", "munged.pid"), os.path.join(root, "slurmctld.pid"),
                  os.path.join(root, "slurmd.pid")]
     try:
