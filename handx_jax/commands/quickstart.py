@@ -136,7 +136,9 @@ def run_quickstart(out: str, settings: Settings) -> dict:
     with timer.step("synthetic data"):
         write_dataset = _require("handx_jax.data.synthetic", "write_dataset", "synthetic data")
         raw = os.path.join(out, "raw")
-        if not os.path.isfile(os.path.join(raw, "test.clips.npz")):
+        from handx_jax.data import manifest
+
+        if not manifest.is_complete(raw):  # complete only with its manifest, written last
             write_dataset(raw, s.num_train, s.num_test, frames=60, seed=s.seed, progress=True)
         paths["synthetic"] = raw
 
