@@ -246,8 +246,8 @@ def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, s
     return cls(parts.hostname, port, timeout=timeout), target
 
 
-def post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int, dict, bytes]:
-    """POST `body`; (status, headers, whole response body) within `timeout` seconds in all.
+def post(url: str, body: bytes, headers: dict, timeout: float):
+    """POST `body`; (status, headers (case-insensitive), whole body) within `timeout` s in all.
 
     A watchdog shuts the socket at the deadline, so neither a slow connect, a server that
     drips bytes, nor slow headers can hold the request longer; raises DeadlineExceeded.
@@ -295,7 +295,7 @@ def post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int, dic
                 raise http.client.HTTPException(
                     f"response body over {MAX_RESPONSE_BYTES} bytes")
         remaining()
-        return response.status, dict(response.getheaders()), b"".join(chunks)
+        return response.status, response.headers, b"".join(chunks)
     except DeadlineExceeded:
         raise
     except (OSError, http.client.HTTPException) as err:
