@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from handx_jax.data import store
+from handx_jax.data.handx_format import ANNOTATION_KEYS
+from handx_jax.data.pipeline import _to_str
 from handx_jax.models import prefix_lm
 
 BATCH_KEYS = ("targets", "text_embedding")
@@ -68,9 +70,6 @@ class MakeTokenExample(grain.transforms.RandomMap):
         self.end, self.pad = prefix_lm.end_id(codebook_size), prefix_lm.pad_id(codebook_size)
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
-        from handx_jax.data.handx_format import ANNOTATION_KEYS
-        from handx_jax.data.pipeline import _to_str
-
         index = int(record["clip_index"])
         row = int(self.row_of_clip[index])
         n = int(self.lengths[row])

@@ -106,7 +106,7 @@ class Block(nn.Module):
 
         positions = start + jnp.arange(t)
         y = RMSNorm(dtype=self.dtype, name="attention_norm")(x_btd)
-        qkv = dense_nd(y, w_qkv.astype(self.dtype))
+        qkv = nn.with_logical_constraint(dense_nd(y, w_qkv.astype(self.dtype)), ("batch", "length", None, "heads", "kv"))
         q = rotary(qkv[:, :, 0], positions, self.rope_base) * (1.0 / math.sqrt(kd))
         k = rotary(qkv[:, :, 1], positions, self.rope_base)
         v = qkv[:, :, 2]
