@@ -239,14 +239,34 @@ class StageInterrupted(KeyboardInterrupt):
 STOP_GRACE_S = 60.0  # a stopped stage gets this long to checkpoint before SIGKILL
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the launcher dies, even by SIGKILL (Linux)."""
-    try:
-        import ctypes
+def _prctl():
+    """libc's prctl, resolved in the launcher (never loaded in a freshly forked child)."""
+    global _PRCTL
+    if _PRCTL is None:
+        try:
+            import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+            _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _PRCTL = False
+    return _PRCTL
+
+
+_PRCTL = None
+
+
+def _die_with_parent_fn():
+    """A preexec function for the stage: SIGTERM when the launcher dies, even by SIGKILL
+    (Linux PR_SET_PDEATHSIG); a launcher already gone by then ends the stage at once."""
+    prctl, parent = _prctl(), os.getpid()
+
+    def preexec():
+        if prctl:
+            prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(143)
+
+    return preexec
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
@@ -279,7 +299,7 @@ def _run_stage(argv: list[str], log_path: str, *, python: str, env: dict | None)
         log.write(f"\n=== {datetime.datetime.now().isoformat(timespec='seconds')} {command_line(argv)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=sweeps_lib.REPO_ROOT,
-                                env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                                env=env, start_new_session=True, preexec_fn=_die_with_parent_fn())
 
         def forward(signum, frame):
             received.append(signum)
