@@ -32,7 +32,9 @@ def test_isoflop_sweep_windows_move_to_larger_models_with_budget():
         widths = [int(p.label[1:]) for p in sweep.points if p.compute_budget == budget]
         assert len(widths) >= (3 if budget == budgets[-1] else 5)
         mean_width[budget] = sum(widths) / len(widths)
-    assert [mean_width[b] for b in budgets] == sorted(mean_width[b] for b in budgets)
+    fitting = budgets[:-1]  # the held-out budget trains chosen widths around its predicted optimum
+    assert [mean_width[b] for b in fitting] == sorted(mean_width[b] for b in fitting)
+    assert min(int(p.label[1:]) for p in sweep.points if p.compute_budget == budgets[-1]) > 8
     config = configlib.load_config("configs/sweeps/cpu_isoflop.py")
     assert config.holdout_budgets == [budgets[-1]]
     for point in sweep.points:  # every rung is a valid diffusion config with a budget-tied schedule
