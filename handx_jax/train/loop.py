@@ -60,7 +60,7 @@ def check_resume_identity(workdir: str, config: Any) -> None:
     import json
 
     path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path) or not ckpt_lib.all_steps(workdir):
+    if not os.path.isfile(path) or not _has_checkpoint(workdir):
         return
     with open(path) as f:
         stored = json.load(f)
@@ -116,13 +116,20 @@ def _task_safe_fields(config: Any) -> tuple[str, ...]:
         return ()
 
 
+def _has_checkpoint(workdir: str) -> bool:
+    """A finished checkpoint directory exists (a plain listing: opening an orbax manager is a
+    collective that other processes of a multi-process run would not join here)."""
+    folder = ckpt_lib.checkpoint_dir(workdir)
+    return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
 def resume_changes(workdir: str, config: Any) -> tuple[list[dict], list[dict]]:
     """`(refused, allowed)` differences between `workdir`'s config.json and `config`, when the
     directory holds a checkpoint to resume (else both empty). Each is `{field, old, new}`."""
     import json
 
     path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path) or not ckpt_lib.all_steps(workdir):
+    if not os.path.isfile(path) or not _has_checkpoint(workdir):
         return [], []
     with open(path) as f:
         stored = _flatten(json.load(f))

@@ -90,10 +90,19 @@ def test_two_trainers_on_one_workdir(tmp_path):
                            "mesh.data=1", "toy.sleep_s=0.02")
     procs = [subprocess.Popen(cmd, cwd=sp.REPO, env=sp.env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
+    finished = {}
+    deadline = time.time() + 300
+    while len(finished) < 2 and time.time() < deadline:
+        for i, p in enumerate(procs):
+            if i not in finished and p.poll() is not None:
+                finished[i] = time.time()
+        time.sleep(0.05)
+    outs = [p.communicate(timeout=60) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, run_lock.EXIT_LOCKED], [o[1][-2000:] for o in outs]
-    loser = outs[[p.returncode for p in procs].index(run_lock.EXIT_LOCKED)]
+    lost = [p.returncode for p in procs].index(run_lock.EXIT_LOCKED)
+    assert finished[lost] < finished[1 - lost]  # refused at once, while the survivor still trains
+    loser = outs[lost]
     assert "is in use by pid" in loser[1] and "Traceback" not in loser[1]
     assert [r["step"] for r in metrics_log.read_metrics(str(tmp_path))] == list(range(1, steps + 1))
     assert run_lock.read_holder(str(tmp_path)) is None
