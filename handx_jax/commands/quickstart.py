@@ -3,7 +3,9 @@
 synthetic clips -> rules captions -> tokenizer -> a briefly trained evaluator, the
 dataset's frozen text tower (a second contrastive model) with its precomputed caption
 embeddings, and an XS diffusion model conditioned on them (plus an untrained twin as a
-baseline) -> samples -> replicated evaluation
+baseline) -> samples -> replicated evaluation. `--family autoregressive` trains an FSQ motion
+tokenizer and a small prefix-LM on the same embeddings instead, `--family both` trains both
+families and reports them in one table
 -> a GIF -> `DIR/report.md` with the metrics table and every path it made, and `DIR/report.html`.
 
 Budgeted for about 8 minutes on 2 CPU cores (the limit is 15). Every step depends on
@@ -48,13 +50,29 @@ class Settings:
     mm_generations: int = 10
     contact_seeds: int = 20  # random hand shuffles behind the contact timing checks
     untrained_baseline: bool = True
+    family: str = "diffusion"  # diffusion | autoregressive | both
+    # Autoregressive family: an FSQ tokenizer, then a prefix-LM shaped like the XS denoiser
+    # (4 layers, width 256), its steps set so that its training takes about the CPU time of
+    # the diffusion model's.
+    fsq_config: str = "configs/fsq.py:size=S,codebook=512"
+    fsq_steps: int = 300
+    fsq_batch: int = 64
+    fsq_lr: float = 1e-3
+    ar_config: str = "configs/autoregressive.py:size=T"
+    ar_shape: tuple = ("model.num_layers=4", "model.num_heads=4", "model.d_model=256", "model.mlp_dim=768")
+    ar_steps: int = 300
+    ar_batch: int = 32
+    ar_lr: float = 5e-4
+    ar_options: tuple = (("temperature", 1.0), ("top_k", 20))
 
 
 TINY = Settings(num_train=96, num_test=40, evaluator_config="configs/evaluator.py:size=T", evaluator_steps=20,
                 evaluator_batch=16, text_tower_config="configs/text_tower.py:size=T", text_tower_steps=20,
                 diffusion_config="configs/diffusion.py:size=T", diffusion_steps=20,
                 diffusion_batch=8, sample_steps=4, replications=2, num_samples=32, mm_texts=2,
-                mm_generations=2, untrained_baseline=True)
+                mm_generations=2, untrained_baseline=True, fsq_config="configs/fsq.py:size=T",
+                fsq_steps=20, fsq_batch=16, ar_shape=(), ar_steps=20, ar_batch=8)
+FAMILY_CHOICES = ("diffusion", "autoregressive", "both")
 
 
 def register(subparsers) -> None:
@@ -66,6 +84,8 @@ def register(subparsers) -> None:
     p.add_argument("--replications", type=int, default=None,
                    help="evaluation replications (default 3 to stay near 6 minutes; the evaluation protocol's 20 adds about "
                         "22 s each on 2 cores, about 12 minutes in all)")
+    p.add_argument("--family", choices=FAMILY_CHOICES, default="diffusion",
+                   help="which model family to train and evaluate (both: one table with each family's rows)")
     p.set_defaults(func=run)
 
 
@@ -131,7 +151,13 @@ def run_quickstart(out: str, settings: Settings) -> dict:
     os.makedirs(out, exist_ok=True)
     s = settings
     paths: dict[str, str] = {"out": out}
-    timer = StepTimer(total=9 if s.text_tower_steps > 0 else 8)
+    if s.family not in FAMILY_CHOICES:
+        raise ValueError(f"quickstart family {s.family!r}: choose one of {', '.join(FAMILY_CHOICES)}")
+    diffusion_on = s.family in ("diffusion", "both")
+    ar_on = s.family in ("autoregressive", "both")
+    if ar_on and s.text_tower_steps <= 0:
+        raise ValueError("the autoregressive family needs the text tower (text_tower_steps > 0)")
+    timer = StepTimer(total=(9 if s.text_tower_steps > 0 else 8) - (not diffusion_on) + 2 * ar_on)
 
     with timer.step("synthetic data"):
         write_dataset = _require("handx_jax.data.synthetic", "write_dataset", "synthetic data")
@@ -191,30 +217,65 @@ def run_quickstart(out: str, settings: Settings) -> dict:
             config.model.text_embed_dim = int(tower.model.text_d_model)
         return config
 
-    with timer.step("diffusion training"):
-        from handx_jax.train import loop
+    from handx_jax.train import loop
 
-        _require("handx_jax.diffusion.task", "DiffusionTask", "diffusion training")
-        run_dir = os.path.join(out, "diffusion")
-        loop.train(diffusion_config(s.diffusion_steps, s.diffusion_lr), run_dir)
-        paths["diffusion"] = run_dir
-        if s.untrained_baseline:
-            # Same model, one step at learning rate 0: the initial weights as a baseline row.
-            base_dir = os.path.join(out, "diffusion_untrained")
-            base = diffusion_config(1, 0.0)
-            base.train.ema_decay = 0.0
-            loop.train(base, base_dir)
-            paths["diffusion_untrained"] = base_dir
+    runs: dict[str, tuple[str, str | None, dict]] = {}  # family -> (run dir, untrained twin, sampling options)
+    if diffusion_on:
+        with timer.step("diffusion training"):
+            _require("handx_jax.diffusion.task", "DiffusionTask", "diffusion training")
+            run_dir = os.path.join(out, "diffusion")
+            loop.train(diffusion_config(s.diffusion_steps, s.diffusion_lr), run_dir)
+            paths["diffusion"] = run_dir
+            base_dir = None
+            if s.untrained_baseline:
+                # Same model, one step at learning rate 0: the initial weights as a baseline row.
+                base_dir = os.path.join(out, "diffusion_untrained")
+                base = diffusion_config(1, 0.0)
+                base.train.ema_decay = 0.0
+                loop.train(base, base_dir)
+                paths["diffusion_untrained"] = base_dir
+            runs["diffusion"] = (run_dir, base_dir, {"steps": s.sample_steps, "guidance": s.guidance})
+
+    if ar_on:
+        with timer.step("FSQ motion tokenizer"):
+            _require("handx_jax.autoregressive.fsq_task", "FsqTask", "FSQ motion tokenizer")
+            fsq_dir = os.path.join(out, "fsq")
+            loop.train(_train_config(s.fsq_config, data, s.fsq_steps, s.fsq_batch, s.seed, s.fsq_lr), fsq_dir)
+            paths["fsq"] = fsq_dir
+
+        def ar_config(steps, lr):
+            from handx_jax import configlib
+
+            config = _train_config(s.ar_config + f",fsq={fsq_dir}", data, steps, s.ar_batch, s.seed, lr)
+            config = configlib.apply_overrides(config, list(s.ar_shape))
+            config.model.text_tower = paths["text_tower"]
+            config.model.text_embed_dim = int(tower.model.text_d_model)
+            return config
+
+        with timer.step("autoregressive training"):
+            _require("handx_jax.autoregressive.lm_task", "PrefixLMTask", "autoregressive training")
+            ar_dir = os.path.join(out, "autoregressive")
+            loop.train(ar_config(s.ar_steps, s.ar_lr), ar_dir)  # tokenizes the dataset first
+            paths["autoregressive"] = ar_dir
+            ar_base = None
+            if s.untrained_baseline:
+                ar_base = os.path.join(out, "autoregressive_untrained")
+                base = ar_config(1, 0.0)
+                base.train.ema_decay = 0.0
+                loop.train(base, ar_base)
+                paths["autoregressive_untrained"] = ar_base
+            runs["autoregressive"] = (ar_dir, ar_base, dict(s.ar_options))
+    run_dir = next(iter(runs.values()))[0]  # the first family's run carries the written metrics
 
     with timer.step("samples"):
-        sample_from_workdir = _require("handx_jax.diffusion.sampling", "sample_from_workdir", "samples")
+        from handx_jax import families
         from handx_jax.data import handx_format
         from handx_jax.eval import driver
 
         _, test_motion, test_captions = driver.load_split(data, "test", 60, None, s.seed)
         prompts = [test_captions[i][0] for i in range(4)]
-        motion = sample_from_workdir(run_dir, prompts, num_per_text=1, steps=s.sample_steps,
-                                     guidance=s.guidance, seed=s.seed)
+        first_family = next(iter(runs))
+        motion = families.generator(runs[first_family][0], **runs[first_family][2])(prompts, 1, s.seed)
         samples = {f"sample_{i:02d}": {"motion": motion[i], "left_annotation": [p[0]],
                                        "right_annotation": [p[1]], "interaction_annotation": [p[2]]}
                    for i, p in enumerate(prompts)}
@@ -227,17 +288,22 @@ def run_quickstart(out: str, settings: Settings) -> dict:
         ev = evaluator_lib.load_evaluator(ev_dir)
         _, gt_motion, captions = driver.load_split(data, "test", ev.seq_len, s.num_samples, s.seed)
         _, held_motion, held_captions = driver.load_split(data, "train", ev.seq_len, len(gt_motion), s.seed + 1)
-        step = driver.latest_step(run_dir)
-        size = driver.run_config(run_dir).get("size", "?")
-        row = f"diffusion {size}, step {step}"
-        gens = {row: driver.diffusion_generator(run_dir, s.sample_steps, s.guidance)}
-        if s.untrained_baseline:
-            gens[f"diffusion {size}, untrained"] = driver.diffusion_generator(paths["diffusion_untrained"], s.sample_steps, s.guidance)
+        gens, row, step = {}, None, None
+        for family, (workdir, base_dir, options) in runs.items():
+            family_step = driver.latest_step(workdir)
+            size = driver.run_config(workdir).get("size", "?")
+            name = f"{family} {size}, step {family_step}"
+            gens[name] = driver.run_generator(workdir, **options)
+            if base_dir is not None:
+                gens[f"{family} {size}, untrained"] = driver.run_generator(base_dir, **options)
+            if row is None:
+                row, step = name, family_step
         result = driver.evaluate(ev, gt_motion, captions, gens, replications=s.replications, seed=s.seed,
                                  mm_texts=s.mm_texts, mm_generations=s.mm_generations,
                                  heldout=(held_motion, held_captions))
         result["meta"].update({"workdir": run_dir, "step": step, "sample_steps": s.sample_steps,
-                               "guidance": s.guidance, "data_dir": data})
+                               "guidance": s.guidance, "data_dir": data,
+                               "families": {f: r[0] for f, r in runs.items()}})
         _, contact_motion, _ = driver.load_split(data, "test", ev.seq_len, None, s.seed)  # every test clip
         result["sanity"] = driver.sanity_checks(ev, gt_motion, held_motion, s.seed, contact_motion=contact_motion,
                                                 contact_seeds=s.contact_seeds)
@@ -267,12 +333,18 @@ def render_report(result: dict, paths: dict, times: dict, total: float, s: Setti
     lines = [
         "# handx quickstart report", "",
         f"Synthetic data ({s.num_train} train / {s.num_test} test clips) with rules captions; an evaluator "
-        f"({s.evaluator_config}, {s.evaluator_steps} steps) and a diffusion model ({s.diffusion_config}, "
-        f"{s.diffusion_steps} steps, batch {s.diffusion_batch}"
-        + (f"; conditioned on the precomputed caption embeddings of the dataset's frozen text tower "
-           f"({s.text_tower_config}, {s.text_tower_steps} steps), not the scoring evaluator" if s.text_tower_steps > 0
-           else "; its text encoder trained from scratch") + f"); sampling with {s.sample_steps} DDIM steps, "
-        f"guidance {s.guidance}. Each figure is the mean over {s.replications} replications ± the 95 % "
+        f"({s.evaluator_config}, {s.evaluator_steps} steps)"
+        + (f" and a diffusion model ({s.diffusion_config}, {s.diffusion_steps} steps, batch {s.diffusion_batch}"
+           + (f"; conditioned on the precomputed caption embeddings of the dataset's frozen text tower "
+              f"({s.text_tower_config}, {s.text_tower_steps} steps), not the scoring evaluator"
+              if s.text_tower_steps > 0 else "; its text encoder trained from scratch")
+           + f"; sampling with {s.sample_steps} DDIM steps, guidance {s.guidance})"
+           if s.family in ("diffusion", "both") else "")
+        + (f" and an autoregressive model: an FSQ tokenizer ({s.fsq_config}, {s.fsq_steps} steps) and a prefix-LM "
+           f"({s.ar_config} {' '.join(s.ar_shape)}, {s.ar_steps} steps, batch {s.ar_batch}) on the same caption "
+           f"embeddings, sampled with {', '.join(f'{k} {v}' for k, v in s.ar_options)}"
+           if s.family in ("autoregressive", "both") else "")
+        + f". Each figure is the mean over {s.replications} replications ± the 95 % "
         f"interval; {result['meta']['num_samples']} test clips. These are smoke-test sizes: the numbers show "
         "the pipeline works, not what the models can do.", "",
         report.markdown_table(result), "",
@@ -292,7 +364,8 @@ def render_report(result: dict, paths: dict, times: dict, total: float, s: Setti
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = dataclasses.replace(TINY if args.tiny else Settings(), seed=args.seed)
+    settings = dataclasses.replace(TINY if args.tiny else Settings(), seed=args.seed,
+                                   family=getattr(args, "family", "diffusion"))
     if args.replications is not None:
         if args.replications < 1:
             print(f"error: --replications must be >= 1, got {args.replications}", file=sys.stderr)

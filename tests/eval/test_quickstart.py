@@ -40,21 +40,30 @@ def test_register_offers_out_and_tiny():
     quickstart.register(parser.add_subparsers())
     args = parser.parse_args(["quickstart", "--out", "somewhere", "--tiny"])
     assert args.out == "somewhere" and args.tiny and args.func is quickstart.run and args.replications is None
+    assert args.family == "diffusion"
+    assert parser.parse_args(["quickstart", "--family", "both"]).family == "both"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["quickstart", "--family", "gan"])
     args = parser.parse_args(["quickstart", "--replications", "0"])
     assert quickstart.run(args) == 2  # refused before anything runs
 
 
 def test_tiny_quickstart_end_to_end(tmp_path):
-    """The README's first command, at --tiny sizes: every step runs and leaves its files."""
+    """The README's first command, at --tiny sizes and with both model families: every step
+    runs and leaves its files, and the table has each family's trained and untrained rows."""
+    import dataclasses
     import json
     import os
 
-    summary = quickstart.run_quickstart(str(tmp_path / "qs"), quickstart.TINY)
+    summary = quickstart.run_quickstart(str(tmp_path / "qs"), dataclasses.replace(quickstart.TINY, family="both"))
     paths = summary["paths"]
-    for name in ("report", "gif", "samples", "metrics", "table"):
-        assert os.path.isfile(paths[name]), name
+    for name in ("report", "gif", "samples", "metrics", "table", "fsq", "autoregressive"):
+        assert os.path.exists(paths[name]), name
     rows = summary["result"]["rows"]
-    assert list(rows)[0] == "ground truth" and len(rows) == 4  # gt, held-out, trained, untrained
+    assert list(rows)[0] == "ground truth" and len(rows) == 6  # gt, held-out, 2 x (trained, untrained)
+    for family in ("diffusion", "autoregressive"):
+        assert sum(name.startswith(family) for name in rows) == 2, list(rows)
+        assert all(0.0 <= rows[n]["R@3"]["mean"] <= 1.0 for n in rows if n.startswith(family))
     assert rows["ground truth"]["C_F1_inter"]["mean"] == 1.0
     sanity = summary["result"]["sanity"]
     assert sanity["contact_clips"] == quickstart.TINY.num_test and sanity["C_F1_intra_self"] == 1.0
