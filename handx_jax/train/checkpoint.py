@@ -130,6 +130,19 @@ def _failure(workdir: str, step: int, err: BaseException) -> str:
     return (f"empty file {', '.join(sorted(empty))}; " + reason) if empty else reason
 
 
+def _exists_for_all(path: str) -> bool:
+    """Whether `path` is a directory, as process 0 sees it, for every process: opening a
+    manager is a collective (orbax barriers), and process 0 may create `checkpoints/` while
+    a slower process still looks, so each deciding alone can deadlock or mismatch barriers."""
+    exists = os.path.isdir(path)
+    if jax.process_count() > 1:
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        exists = bool(multihost_utils.broadcast_one_to_all(np.int32(exists)))
+    return exists
+
+
 def restore_newest(workdir: str, abstract_state: Any):
     """`(state, iterator_state, step)` of the newest checkpoint that restores, or None when
     there is none. An unreadable one (truncated, emptied, corrupt) is reported on stderr and
@@ -138,6 +151,8 @@ def restore_newest(workdir: str, abstract_state: Any):
     import sys
     import time
 
+    if not _exists_for_all(checkpoint_dir(workdir)):
+        return None
     steps = all_steps(workdir)
     if not steps:
         return None

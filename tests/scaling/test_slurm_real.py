@@ -165,10 +165,11 @@ def test_tiny_sweep_through_real_slurm(slurm_cluster, tmp_path):
     env = slurm_cluster
     out = str(tmp_path / "sweep")  # a fresh directory: the first submission must work
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "handx_jax.cli", "sweep", "launch", SWEEP,
-                    "--out", out, "--backend", "slurm", "--tasks-per-node", "2",
-                    "--time", "00:15:00"], check=True, env=env, timeout=300,
-                   capture_output=True)
+    launched = subprocess.run([sys.executable, "-m", "handx_jax.cli", "sweep", "launch", SWEEP,
+                               "--out", out, "--backend", "slurm", "--tasks-per-node", "2",
+                               "--time", "00:15:00"], env=env, timeout=300,
+                              capture_output=True, text=True)
+    assert launched.returncode == 0, launched.stderr
     submitted = subprocess.run(["bash", os.path.join(out, "slurm", "submit.sh")], env=env,
                                capture_output=True, text=True, timeout=60)
     assert submitted.returncode == 0, submitted.stderr
