@@ -52,7 +52,10 @@ def add_trainer_defaults(config: Any) -> Any:
 
 # Fields naming the frozen inputs a run was trained on (e.g. the text tower and tokenizer
 # behind its caption embeddings): a resume that would read other inputs is refused.
-IDENTITY_FIELDS = ("model.text_key",)
+IDENTITY_FIELDS = ("model.text_key", "model.fsq_key")
+# Identity fields the task fills in when it builds its inputs (a fresh command line leaves
+# them empty): an empty value is checked again once the task has filled it.
+FILLED_BY_TASK = IDENTITY_FIELDS
 
 
 def check_resume_identity(workdir: str, config: Any) -> None:
@@ -68,7 +71,7 @@ def check_resume_identity(workdir: str, config: Any) -> None:
         section, name = field.split(".")
         old = (stored.get(section) or {}).get(name)
         new = config[section].get(name) if section in config else None
-        if old and new != old:
+        if old and new and new != old:  # empty: not filled yet (checked again after the task fills it)
             raise ValueError(f"{workdir} was trained with {field}={old!r}; resuming it with {new!r} would change its "
                              "inputs mid-run (the text tower or tokenizer changed): use a new workdir")
 
@@ -145,6 +148,8 @@ def resume_changes(workdir: str, config: Any) -> tuple[list[dict], list[dict]]:
             continue  # a field added since the run started, at the value the run had implicitly
         if _same(field, old, value):
             continue
+        if field in FILLED_BY_TASK and value in (missing, None, ""):
+            continue  # the task fills it from its inputs; check_resume_identity compares it then
         change = {"field": field, "old": None if old is missing else old, "new": None if value is missing else value}
         if _is_under(field, safe):
             allowed.append(change)
@@ -320,6 +325,7 @@ def _train(config: Any, workdir: str, *, devices=None) -> dict:
     tc = config.train
     changes = check_resume_config(workdir, config)
     trainer = Trainer(config, workdir, devices)
+    check_resume_identity(workdir, config)  # again, with the identity fields the task filled in
     is_main = trainer.process_index == 0
     if is_main:
         artifacts.snapshot(workdir, config)  # the run's copies; a changed dataset file refuses a resume

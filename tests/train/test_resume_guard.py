@@ -122,3 +122,21 @@ def test_restore_params_skips_an_unreadable_newest_checkpoint(tmp_path, capsys):
     assert step == 2 and "checkpoint 4 in" in capsys.readouterr().err
     for x, y in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_identity_filled_by_the_task_resumes_but_a_different_one_is_refused(tmp_path):
+    """A sweep relaunch passes the same command line, where the text key is still empty (the
+    task fills it in from the text tower): that resumes; a different filled key is refused."""
+    workdir = str(tmp_path)
+    first = _config()
+    first.model.text_key = "tower-a"
+    loop.train(first, workdir)
+    again = _config(steps=6)
+    again.model.text_key = ""
+    assert loop.resume_changes(workdir, again)[0] == []
+    loop.check_resume_identity(workdir, again)  # not filled yet: nothing to compare
+    loop.train(again, workdir)
+    other = _config(steps=8)
+    other.model.text_key = "tower-b"
+    with pytest.raises(ValueError, match="model.text_key"):
+        loop.train(other, workdir)
