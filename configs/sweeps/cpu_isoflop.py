@@ -13,9 +13,9 @@ sliding to larger widths as the budget grows, so each budget's sizes straddle it
 The held-out budget (larger than every fitting budget) trains `holdout_widths` and is left
 out of the fits, to check the extrapolation: `handx scaling study OUT/runs --out OUT/study`.
 
-Options: budgets (fitting budgets in FLOPs, '+'-separated, default 1e11+3e11+1e12),
-holdout (the held-out budget, default 2.5e12), widths (the ladder, default 8+12+16+24+32+48+64),
-holdout_widths (default 24+32+48), sizes_per_budget (default 5), clips (synthetic train
+Options: budgets (fitting budgets in FLOPs, '+'-separated, default 1e11+3e11+6e11),
+holdout (the held-out budget, default 1.2e12), widths (the ladder, default 8+12+16+24+32+48+64),
+holdout_widths (default 16+24+32), sizes_per_budget (default 6), clips (synthetic train
 clips, default 4096), batch (default 64), replications (evaluation replications, default 3).
 """
 
@@ -27,10 +27,10 @@ from handx_jax import configlib
 from handx_jax.scaling import ladder
 
 OPTIONS = ("budgets", "holdout", "widths", "holdout_widths", "sizes_per_budget", "clips", "batch", "replications")
-DEFAULT_BUDGETS = (1e11, 3e11, 1e12)
-DEFAULT_HOLDOUT = 2.5e12
+DEFAULT_BUDGETS = (1e11, 3e11, 6e11)
+DEFAULT_HOLDOUT = 1.2e12
 DEFAULT_WIDTHS = (8, 12, 16, 24, 32, 48, 64)
-DEFAULT_HOLDOUT_WIDTHS = (24, 32, 48)
+DEFAULT_HOLDOUT_WIDTHS = (16, 24, 32)
 
 
 def _numbers(value, default):
@@ -57,7 +57,7 @@ def get_config(arg=None):
     holdout = float(opts.get("holdout", DEFAULT_HOLDOUT))
     widths = [int(w) for w in _numbers(opts.get("widths"), DEFAULT_WIDTHS)]
     holdout_widths = [int(w) for w in _numbers(opts.get("holdout_widths"), DEFAULT_HOLDOUT_WIDTHS)]
-    per_budget = int(opts.get("sizes_per_budget", 5))
+    per_budget = int(opts.get("sizes_per_budget", 6))
     if not budgets or min(budgets) <= 0 or holdout <= max(budgets):
         raise ValueError(f"configs/sweeps/cpu_isoflop.py: budgets {budgets} must be positive and the "
                          f"holdout budget {holdout:g} larger than all of them")

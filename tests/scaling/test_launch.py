@@ -104,7 +104,7 @@ def test_tpu_script(tiny_manifest, tmp_path):
 
 
 def test_every_sweep_config_plans(tmp_path):
-    for name, count in (("paper_table2", 12), ("fig4_flops", 12), ("tiny", 6), ("cpu_isoflop", 18),
+    for name, count in (("paper_table2", 12), ("fig4_flops", 12), ("tiny", 6), ("cpu_isoflop", 21),
                         ("cpu_quality", 6)):
         manifest = launch.plan_sweep(sweeps.load_sweep(name), str(tmp_path / name))
         assert len(manifest["points"]) == count, name
