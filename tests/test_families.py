@@ -48,6 +48,7 @@ def toy_run(toy_family, tmp_path):
     config = loop.add_trainer_defaults(toy_task.get_config())
     config.train.steps = 2
     config.train.ckpt_every = 2
+    config.model.layers = 1
     workdir = str(tmp_path / "toy_run")
     loop.train(config, workdir, devices=jax.devices()[:1])
     return workdir
