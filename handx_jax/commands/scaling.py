@@ -152,6 +152,10 @@ def _print_plan(manifest: dict) -> None:
     print(f"data: {data['dir']}" + (f" (synthetic, {data['num_train']} train clips)" if data["synthetic"] else ""))
     if manifest["evaluator"]["train"]:
         print(f"evaluator: {launch.command_line(manifest['evaluator']['train'])}")
+    if (manifest.get("text_tower") or {}).get("train"):
+        print(f"text tower: {launch.command_line(manifest['text_tower']['train'])}")
+    for codebook, entry in (manifest.get("fsq") or {}).items():
+        print(f"FSQ tokenizer (codebook {codebook}): {launch.command_line(entry['train'])}")
     for point in manifest["points"]:
         budget = f", budget {point['compute_budget']:.3g} FLOPs" if point["compute_budget"] else ""
         print(f"\n[{point['id']}] {point['steps']} steps x batch {point['batch_size']}{budget}")

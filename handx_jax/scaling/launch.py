@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 
+from handx_jax import configlib
 from handx_jax.scaling import sweeps as sweeps_lib
 from handx_jax.scaling.runs import SYNTHETIC_DATA_DIRNAME
 from handx_jax.train import run_lock
@@ -37,6 +38,7 @@ from handx_jax.train import run_lock
 MANIFEST = "sweep.json"
 EVALUATOR_ID = "_evaluator"
 TEXT_TOWER_ID = "_text_tower"
+FSQ_ID = "_fsq_cb"  # + codebook: the sweep's motion tokenizer for that codebook
 STATES = ("pending", "running", "done", "failed", "interrupted", "stale")
 DEFAULT_PORT_BASE = 20000
 KEY_CHARS = 8  # of the config hash, in a point's id and directory
@@ -59,6 +61,8 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
         if point.quality != "high":
             qualities.add(point.quality)
         config = sweeps_lib.point_config(sweep, point, point_data, tower_dir)
+        if point.codebook is not None:
+            config = configlib.apply_overrides(config, sweeps_lib.fsq_overrides(point, out_dir))
         steps = sweeps_lib.resolve_steps(sweep, point, config)
         with config.ignore_type():
             config.train.steps = steps
@@ -68,7 +72,8 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
         workdir = os.path.join(out_dir, "runs", point_id)
         tower = sweeps_lib.tower_overrides(sweep, config, tower_dir)
         uses_tower = uses_tower or bool(tower)
-        overrides = sweeps_lib.point_overrides(sweep, point, point_data) + tower + [f"train.steps={steps}"]
+        overrides = (sweeps_lib.point_overrides(sweep, point, point_data) + tower
+                     + sweeps_lib.fsq_overrides(point, out_dir) + [f"train.steps={steps}"])
         train_argv = ["train", "--config", point.config_spec(sweep.runlocal), "--workdir", workdir]
         train_argv += [f"--config.{o}" for o in overrides]
         eval_argv = ["evaluate", "--workdir", workdir, "--evaluator", evaluator_dir]
@@ -90,8 +95,14 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
     if uses_tower:
         tower_argv = ["text", "tower", "--data", data_dir, "--workdir", tower_dir, "--config", sweep.tower_spec()]
         tower_argv += [f"--config.{o}" for o in sweep.text_tower.get("overrides") or []]
+    fsq = {}
+    for codebook in sorted({p.codebook for p in sweep.points if p.codebook is not None}):
+        spec = str(sweep.fsq.get("config") or ("configs/fsq.py:size=T,runlocal" if sweep.runlocal else "configs/fsq.py"))
+        workdir = sweeps_lib.fsq_dir(out_dir, codebook)
+        argv = ["train", "--config", f"{spec},codebook={codebook}", "--workdir", workdir, f"--config.data.dir={data_dir}"]
+        fsq[str(codebook)] = {"workdir": workdir, "train": argv + [f"--config.{o}" for o in sweep.fsq.get("overrides") or []]}
     return {
-        "name": sweep.name, "spec": sweep.spec, "out": out_dir,
+        "name": sweep.name, "spec": sweep.spec, "out": out_dir, "fsq": fsq,
         "data": {"dir": data_dir, "synthetic": synthetic,
                  "num_train": int(sweep.data.get("num_synthetic_clips", 512)),
                  "num_test": int(sweep.data.get("num_test_clips", 64)),
@@ -204,6 +215,7 @@ def stale_points(manifest: dict) -> list[dict]:
     id, name plus config hash, the manifest no longer has): `{id, state: "stale", was, workdir}`."""
     out = manifest["out"]
     current = {p["id"] for p in manifest["points"]} | {EVALUATOR_ID, TEXT_TOWER_ID}
+    current |= {f"{FSQ_ID}{cb}" for cb in manifest.get("fsq") or {}}
     found = set()
     if os.path.isdir(os.path.join(out, "status")):
         found |= {n[:-5] for n in os.listdir(os.path.join(out, "status")) if n.endswith(".json")}
@@ -387,6 +399,7 @@ def _run_evaluator(manifest: dict, *, python: str, env: dict | None) -> str:
     prepare_data(manifest)
     stages = ((EVALUATOR_ID, manifest["evaluator"]["train"], "evaluator"),
               (TEXT_TOWER_ID, (manifest.get("text_tower") or {}).get("train"), "text_tower"))
+    stages += tuple((f"{FSQ_ID}{cb}", entry["train"], f"fsq_cb{cb}") for cb, entry in (manifest.get("fsq") or {}).items())
     for stage_id, argv, name in stages:
         if _run_shared_stage(manifest["out"], stage_id, argv, name, python=python, env=env) != "done":
             return "failed"

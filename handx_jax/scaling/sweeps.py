@@ -48,6 +48,7 @@ class ScalePoint:
     label: str | None = None
     overrides: tuple[str, ...] = ()
     quality: str = "high"
+    codebook: int | None = None  # autoregressive points: the FSQ tokenizer's nominal codebook
 
     def __post_init__(self):
         from handx_jax.data.synthetic.generator import QUALITY
@@ -71,6 +72,8 @@ class ScalePoint:
         parts = [self.family, self.label or self.size, f"d{float(self.data):g}"]
         if self.compute_budget is not None:
             parts.append(f"c{float(self.compute_budget):.3g}")
+        if self.codebook is not None:
+            parts.append(f"cb{int(self.codebook)}")
         if self.quality != "high":
             parts.append(f"q{self.quality}")
         parts.append(f"s{int(self.seed)}")
@@ -80,6 +83,8 @@ class ScalePoint:
         from handx_jax import families
 
         arg = f"size={self.size},data={float(self.data):g}" + (",runlocal" if runlocal else "")
+        if self.codebook is not None:
+            arg += f",codebook={int(self.codebook)}"
         return f"{families.config_path(self.family)}:{arg}"
 
 
@@ -94,6 +99,7 @@ class Sweep:
     evaluate: dict = dataclasses.field(default_factory=dict)
     spec: str = ""
     text_tower: dict = dataclasses.field(default_factory=dict)
+    fsq: dict = dataclasses.field(default_factory=dict)  # dict(config='configs/fsq.py:...', overrides=[...])
 
     def tower_spec(self) -> str:
         return str(self.text_tower.get("config") or
@@ -124,7 +130,8 @@ def _plain(value):
     return value
 
 
-POINT_KEYS = {"family", "size", "data", "seed", "steps", "compute_budget", "label", "overrides", "quality"}
+POINT_KEYS = {"family", "size", "data", "seed", "steps", "compute_budget", "label", "overrides", "quality",
+              "codebook"}
 
 
 def point_from_dict(entry: dict, where: str = "sweep") -> ScalePoint:
@@ -141,7 +148,8 @@ def point_from_dict(entry: dict, where: str = "sweep") -> ScalePoint:
         steps=None if entry.get("steps") is None else int(entry["steps"]),
         compute_budget=None if entry.get("compute_budget") is None else float(entry["compute_budget"]),
         label=entry.get("label"), overrides=tuple(entry.get("overrides") or ()),
-        quality=str(entry.get("quality", "high")))
+        quality=str(entry.get("quality", "high")),
+        codebook=None if entry.get("codebook") is None else int(entry["codebook"]))
 
 
 def sweep_from_config(config, spec: str = "") -> Sweep:
@@ -153,7 +161,8 @@ def sweep_from_config(config, spec: str = "") -> Sweep:
         runlocal=bool(c.get("runlocal", False)),
         common_overrides=tuple(c.get("common_overrides") or ()),
         data=dict(c.get("data") or {}), evaluator=dict(c.get("evaluator") or {}),
-        evaluate=dict(c.get("evaluate") or {}), text_tower=dict(c.get("text_tower") or {}), spec=spec)
+        evaluate=dict(c.get("evaluate") or {}), text_tower=dict(c.get("text_tower") or {}),
+        fsq=dict(c.get("fsq") or {}), spec=spec)
 
 
 def load_sweep(spec: str) -> Sweep:
@@ -173,6 +182,18 @@ def point_data_dir(data_dir: str, point: ScalePoint, synthetic: bool) -> str:
         raise ValueError(f"scale point {point.point_id}: quality={point.quality} needs the sweep's synthetic "
                          "data (data.dir must be None); a real dataset has one quality")
     return f"{os.path.normpath(data_dir)}_{point.quality}"
+
+
+def fsq_dir(out_dir: str, codebook: int) -> str:
+    """The sweep's FSQ tokenizer run for one codebook (a shared stage, trained once)."""
+    return os.path.join(os.path.abspath(out_dir), "fsq", f"cb{int(codebook)}")
+
+
+def fsq_overrides(point: ScalePoint, out_dir: str | None) -> list[str]:
+    """An autoregressive point with a codebook reads the sweep's tokenizer for it."""
+    if point.codebook is None or out_dir is None:
+        return []
+    return [f"model.fsq_workdir={fsq_dir(out_dir, point.codebook)}"]
 
 
 def point_overrides(sweep: Sweep, point: ScalePoint, data_dir: str | None) -> list[str]:

@@ -64,3 +64,24 @@ def test_fig4(tmp_path):
     assert fits["extra"]["data_ratio"] == 0.05
     assert fits["flags"]["saturated"] == ["L 0.05"]
     assert (out / "fig4.png").stat().st_size > 1000 and (out / "fig4.pdf").exists()
+
+
+def test_table3(tmp_path):
+    """Autoregressive runs by size and codebook, with their token NLL; diffusion runs left out."""
+    for size, n in (("8x512", 29.6e6), ("12x768", 92.3e6)):
+        for codebook, actual in ((1024, 1000), (4096, 4375)):
+            runs_lib.write_synthetic_run(
+                os.path.join(tmp_path, "runs", f"ar-{size}-cb{codebook}"), size=size, params=n, flops=1e15,
+                samples=1e6, family="autoregressive",
+                metrics={"R@1": 0.3, "R@3": 0.5, "FID": 1.7 + n / 1e9, "Diversity": 7.0, "MM-Dist": 5.0,
+                         "C_F1_intra": 0.5, "loss": 2.0 - n / 1e8},
+                eval_ci95={"R@3": 0.02}, config_extra={"model": {"codebook": codebook, "codebook_size": actual}})
+    runs_lib.write_synthetic_run(os.path.join(tmp_path, "runs", "diffusion-XS"), size="XS", params=4.6e6,
+                                 flops=1e15, samples=1e6, metrics={"R@3": 0.4})
+    out = tmp_path / "out"
+    assert _module("table3").main([str(tmp_path), "--out", str(out)]) == 0
+    text = (out / "table3.md").read_text()
+    assert "12x768 (92.30M), codebook 4096 (4375 codes)" in text and "XS" not in text
+    assert text.index("8x512") < text.index("12x768")  # sorted by parameters
+    assert "0.500 ± 0.020" in text and "| 1.7040 |" in text and "| 1.0770 |" in text  # token NLL column
+    assert len((out / "table3.csv").read_text().splitlines()) == 5

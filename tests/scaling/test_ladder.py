@@ -30,7 +30,7 @@ def test_isoflop_sweep_windows_move_to_larger_models_with_budget():
     mean_width = {}
     for budget in budgets:
         widths = [int(p.label[1:]) for p in sweep.points if p.compute_budget == budget]
-        assert len(widths) >= (3 if budget == budgets[-1] else 5)
+        assert len(widths) >= (2 if budget == budgets[-1] else 5)
         mean_width[budget] = sum(widths) / len(widths)
     fitting = budgets[:-1]  # the held-out budget trains chosen widths around its predicted optimum
     assert [mean_width[b] for b in fitting] == sorted(mean_width[b] for b in fitting)

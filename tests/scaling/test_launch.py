@@ -209,3 +209,21 @@ def test_sweep_commands(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "evaluator: pending" in printed and "6 pending (of 6)" in printed
     assert cli.main(["sweep", "launch", "no_such_sweep", "--out", str(out)]) == 1
+
+
+def test_table3_plan_trains_one_tokenizer_per_codebook(tmp_path):
+    """Autoregressive points of a codebook read that codebook's tokenizer, a shared stage."""
+    manifest = launch.plan_sweep(sweeps.load_sweep("paper_table3:sizes=T/8x512,codebooks=512/1024,steps=5"),
+                                 str(tmp_path / "t3"))
+    assert sorted(manifest["fsq"]) == ["1024", "512"]
+    for codebook, entry in manifest["fsq"].items():
+        assert entry["workdir"] == sweeps.fsq_dir(str(tmp_path / "t3"), int(codebook))
+        assert f"codebook={codebook}" in entry["train"][2]
+    assert len(manifest["points"]) == 4
+    for point in manifest["points"]:
+        codebook = point["name"].split("-cb")[1].split("-")[0]
+        assert f",codebook={codebook}" in point["train"][2]
+        assert f"--config.model.fsq_workdir={manifest['fsq'][codebook]['workdir']}" in point["train"]
+        assert any(a.startswith("--config.model.text_tower=") for a in point["train"])
+    assert launch.stale_points(manifest) == []
+
