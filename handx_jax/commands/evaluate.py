@@ -31,9 +31,9 @@ def register(subparsers) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=64,
                    help="samples per compiled sampling batch (default 64; raise it on an accelerator)")
-    e.add_argument("--project", action="store_true",
-                   help="also report every model row after kinematic projection (constant bones, joint limits; "
-                        "row '<model>, projected' with the raw-to-projected distance)")
+    e.add_argument("--no-project", dest="project", action="store_false",
+                   help="skip the row '<model>, projected' (the same samples after kinematic projection: constant "
+                        "bones, joint limits, with the raw-to-projected distance; on by default)")
     e.add_argument("--no-text-check", dest="text_check", action="store_false",
                    help="skip the text-dependence row (samples from captions shuffled across clips, scored "
                         "against the true ones; on by default)")

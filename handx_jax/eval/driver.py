@@ -294,12 +294,13 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
                  mm_texts: int = 100, mm_generations: int = 30, data_dir: str | None = None,
                  heldout: bool = True, write: bool = True, progress: bool = True, step: int | None = None,
                  batch_size: int = 64, protocol: str = metrics.DEFAULT_PROTOCOL, text_check: bool = True,
-                 family_options: dict | None = None, project: bool = False) -> dict:
+                 family_options: dict | None = None, project: bool = True) -> dict:
     """`handx evaluate`: evaluate checkpoint `step` (default the newest) of `workdir` with the
     evaluator in `evaluator_dir` under `protocol`; write `W/eval/metrics.json` and
     `W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and append to
     metrics.jsonl. `batch_size` is the sampling batch; `text_check` adds the row with
-    captions shuffled across clips (`evaluate(shuffled_texts=True)`). The run's family's
+    captions shuffled across clips (`evaluate(shuffled_texts=True)`); `project` the row of the
+    same samples after kinematic projection (`evaluate(project=True)`). The run's family's
     sampler generates; `steps` and `guidance` (when given) and `family_options` are its
     sampling options (unset ones take the sampler's defaults)."""
     from handx_jax.eval.evaluator import load_evaluator
