@@ -77,6 +77,9 @@ def register(subparsers) -> None:
     p.add_argument("--holdout", default="largest",
                    help="budget left out of the fits and predicted: 'largest' (default), a FLOP count, or 'none'")
     p.add_argument("--metrics", default="R@3,FID", help="comma list of eval metrics fitted on the frontier")
+    p.add_argument("--size", choices=("blocks", "params"), default="blocks",
+                   help="model size N: transformer-block parameters (default; embeddings and input/output/text "
+                        "projections left out) or every parameter")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates for the 95 %% intervals")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_study)
@@ -207,7 +210,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     holdout = None if args.holdout == "none" else args.holdout
     metrics = tuple(m for m in args.metrics.split(",") if m)
     try:
-        study = study_lib.analyse(args.runs, holdout=holdout, metrics=metrics, n_boot=args.bootstrap, seed=args.seed)
+        study = study_lib.analyse(args.runs, holdout=holdout, metrics=metrics, n_boot=args.bootstrap, seed=args.seed,
+                                  size=args.size)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

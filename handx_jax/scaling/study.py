@@ -29,22 +29,54 @@ from handx_jax.scaling import plots, runs as runs_lib
 from handx_jax.scaling.analysis import _write
 
 LOSS_KEY = "eval/loss"  # the held-out loss every task logs (never the training loss)
+SIZES = ("blocks", "params")
+# Weights per transformer block as a multiple of (d^2, d * mlp): attention q, k, v, out plus
+# a two-matrix MLP (diffusion) or a gated three-matrix SwiGLU (autoregressive).
+BLOCK_SHAPES = {"diffusion": (4, 2), "autoregressive": (4, 3)}
 
 
-def load_table(run_paths: list[str], metrics: tuple[str, ...]) -> tuple[list[runs_lib.Run], dict, list[str]]:
+def block_params(run: runs_lib.Run) -> float | None:
+    """Parameters of the run's transformer blocks (attention and MLP weight matrices), the
+    model size of Kaplan et al.: input, output and text projections (embeddings) are left
+    out. At CPU sizes a fixed-width text projection holds most of a small model's weights,
+    so the total barely grows with width while the blocks do."""
+    model = run.config.get("model") or {}
+    shape = BLOCK_SHAPES.get(run.family)
+    try:
+        layers, d, mlp = int(model["num_layers"]), int(model["d_model"]), int(model["mlp_dim"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if shape is None:
+        return None
+    return float(layers * (shape[0] * d * d + shape[1] * d * mlp))
+
+
+def load_table(run_paths: list[str], metrics: tuple[str, ...], size: str = "blocks"
+               ) -> tuple[list[runs_lib.Run], dict, list[str]]:
     """Runs with params, FLOPs, samples and the held-out loss (others are listed as skipped
-    with the reason, never dropped silently); metrics a run lacks are NaN."""
+    with the reason, never dropped silently); metrics a run lacks are NaN. `size`: the model
+    size N is the logged total `params` or the transformer blocks' parameters (`blocks`)."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
     runs = runs_lib.load_runs(run_paths)
     if not runs:
         raise ValueError(f"no run directories (config.json + metrics.jsonl) under {run_paths}")
     table = runs_lib.collect(runs, LOSS_KEY, "params", also=("flops", "samples"))
-    kept = list(table.runs)
+    kept, skipped = list(table.runs), list(table.skipped)
+    if size == "blocks":
+        blocks = [block_params(run) for run in kept]
+        skipped += [f"{run.path} (no transformer-block shape in config.json)" for run, b in zip(kept, blocks) if b is None]
+        keep = [i for i, b in enumerate(blocks) if b is not None]
+        kept = [kept[i] for i in keep]
+        table.x = np.asarray([blocks[i] for i in keep], float)
+        table.y = np.asarray(table.y, float)[keep]
+        table.extra = {k: np.asarray(v, float)[keep] for k, v in table.extra.items()}
     out = {"params": np.asarray(table.x, float), "flops": np.asarray(table.extra["flops"], float),
            "samples": np.asarray(table.extra["samples"], float), LOSS_KEY: np.asarray(table.y, float)}
     for metric in metrics:
         values = [run.metric(metric) for run in kept]
         out[metric] = np.array([np.nan if v is None else float(v) for v in values])
-    return kept, out, list(table.skipped)
+    return kept, out, skipped
 
 
 def split_holdout(flops: np.ndarray, holdout: str | float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -94,9 +126,10 @@ def _prediction(result: fit_lib.FitResult, xs: tuple, sigma: float, rng, *, log_
 
 
 def analyse(run_paths: list[str], *, holdout: str | float | None = "largest",
-            metrics: tuple[str, ...] = ("R@3", "FID"), n_boot: int = 500, seed: int = 0) -> dict:
+            metrics: tuple[str, ...] = ("R@3", "FID"), n_boot: int = 500, seed: int = 0,
+            size: str = "blocks") -> dict:
     """Every fit of the study as a JSON-ready dict (plus private arrays for the plots)."""
-    runs, t, skipped = load_table(run_paths, metrics)
+    runs, t, skipped = load_table(run_paths, metrics, size)
     if len(runs) < 6:
         raise ValueError(f"study needs at least 6 runs with a held-out loss; found {len(runs)} "
                          f"(skipped: {skipped})")
@@ -108,7 +141,7 @@ def analyse(run_paths: list[str], *, holdout: str | float | None = "largest",
     iso = fit_lib.fit_isoflop(t["params"][idx], t["flops"][idx], loss[idx], metric="eval/loss", goal="min",
                               labels=[labels[i] for i in idx], n_boot=n_boot, seed=seed,
                               samples=t["samples"][idx], budgets=group[idx])
-    out = {"runs": [r.path for r in runs], "skipped": skipped,
+    out = {"size": size, "runs": [r.path for r in runs], "skipped": skipped,
            "holdout_runs": [runs[i].path for i in np.flatnonzero(held)], "isoflop": iso.to_json()}
 
     # Frontier: each used budget's parabola minimum (optimal loss), as a power law in C.
@@ -266,7 +299,8 @@ def markdown(study: dict) -> str:
     """The study's tables: runs, per-budget optima, laws, extrapolation, metrics."""
     p = study["_private"]
     t = p["table"]
-    lines = ["| run | params | FLOPs | samples | eval/loss | " + " | ".join(study["frontier_metrics"]) + " |",
+    lines = [f"Model size N: {'transformer-block parameters' if study['size'] == 'blocks' else 'all parameters'}.", "",
+             f"| run | N ({study['size']}) | FLOPs | samples | eval/loss | " + " | ".join(study["frontier_metrics"]) + " |",
              "|---|---|---|---|---|" + "---|" * len(study["frontier_metrics"])]
     order = np.lexsort((t["params"], t["flops"]))
     for i in order:

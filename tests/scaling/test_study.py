@@ -36,7 +36,7 @@ def _write_sweep(root, budgets, seed=0, noise=0.003):
 def test_study_recovers_optimum_growth_and_predicts_the_held_out_budget(tmp_path):
     budgets = np.logspace(15, 18, 4)
     _write_sweep(str(tmp_path / "runs"), budgets)
-    result = study.analyse([str(tmp_path / "runs")], holdout="largest", metrics=("R@3",), n_boot=200)
+    result = study.analyse([str(tmp_path / "runs")], holdout="largest", metrics=("R@3",), n_boot=200, size="params")
     iso = result["isoflop"]
     truth_a = B_EXP / (A_EXP + B_EXP)
     assert iso["ci95"]["a"][0] > 0  # the optimum moves to larger models
@@ -62,7 +62,7 @@ def test_study_names_runs_without_a_held_out_loss(tmp_path):
     _write_sweep(str(tmp_path / "runs"), budgets)
     runs_lib.write_synthetic_run(str(tmp_path / "runs" / "no-eval"), size="N1", params=1e6, flops=1e15,
                                  samples=1e8, metrics={"R@3": 0.5})
-    result = study.analyse([str(tmp_path / "runs")], holdout=None, metrics=("R@3",), n_boot=50)
+    result = study.analyse([str(tmp_path / "runs")], holdout=None, metrics=("R@3",), n_boot=50, size="params")
     assert any("no-eval" in line for line in result["skipped"])
     assert result["extrapolation"] == []
 
@@ -70,4 +70,20 @@ def test_study_names_runs_without_a_held_out_loss(tmp_path):
 def test_study_refuses_a_holdout_budget_that_matches_no_run(tmp_path):
     _write_sweep(str(tmp_path / "runs"), np.logspace(15, 17, 3))
     with pytest.raises(ValueError, match="matches no run"):
-        study.analyse([str(tmp_path / "runs")], holdout=3e20, n_boot=20)
+        study.analyse([str(tmp_path / "runs")], holdout=3e20, n_boot=20, size="params")
+
+
+def test_block_params_counts_the_transformer_blocks_only(tmp_path):
+    """N = layers x (4 d^2 + 2 d mlp) for the diffusion transformer, 3 d mlp for SwiGLU; a run
+    without a block shape is skipped by name, not counted with its total."""
+    cases = (("diffusion", 2, 32, 128, 2 * (4 * 32 * 32 + 2 * 32 * 128)),
+             ("autoregressive", 3, 64, 192, 3 * (4 * 64 * 64 + 3 * 64 * 192)))
+    for family, layers, d, mlp, expected in cases:
+        path = runs_lib.write_synthetic_run(str(tmp_path / family), size="x", params=1e6, flops=1e12, samples=1e5,
+                                            metrics={"loss": 1.0}, family=family,
+                                            config_extra={"model": {"num_layers": layers, "d_model": d, "mlp_dim": mlp}})
+        assert study.block_params(runs_lib.load_run(path)) == expected
+    _write_sweep(str(tmp_path / "sweep"), np.logspace(15, 17, 3))
+    with pytest.raises(ValueError, match="at least 6 runs"):
+        study.analyse([str(tmp_path / "sweep")], holdout=None, n_boot=20)  # no block shapes: all skipped
+
