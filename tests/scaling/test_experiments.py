@@ -85,3 +85,20 @@ def test_table3(tmp_path):
     assert text.index("8x512") < text.index("12x768")  # sorted by parameters
     assert "0.500 ± 0.020" in text and "| 1.7040 |" in text and "| 1.0770 |" in text  # token NLL column
     assert len((out / "table3.csv").read_text().splitlines()) == 5
+
+
+def test_quality_table(tmp_path):
+    """Runs on `<data>_<quality>` directories, laid out by size then quality."""
+    for size, n in (("d32", 5e4), ("d16", 2e4)):
+        for quality, suffix in (("low", "_low"), ("high", ""), ("medium", "_medium")):
+            runs_lib.write_synthetic_run(
+                os.path.join(tmp_path, "runs", f"{size}-{quality}"), size=size, params=n, flops=1e12, samples=1e5,
+                metrics={"R@1": 0.1, "R@3": 0.3 if quality == "high" else 0.25, "FID": 0.4, "C_F1_intra": 0.0,
+                         "loss": 0.12}, eval_ci95={"R@3": 0.01},
+                config_extra={"data": {"dir": f"/sweep/synthetic_data{suffix}", "ratio": 1.0}})
+    out = tmp_path / "out"
+    assert _module("quality").main([str(tmp_path), "--out", str(out)]) == 0
+    rows = [line for line in (out / "quality.md").read_text().splitlines() if line.startswith("| d")]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "d16, high", "d16, medium", "d16, low", "d32, high", "d32, medium", "d32, low"]
+    assert "0.300 ± 0.010" in rows[0] and "0.250 ± 0.010" in rows[1] and "| 0.1200 |" in rows[0]
