@@ -11,7 +11,6 @@ held-out loss on the clean test split (`eval/loss`) and R@1, R@3, FID, intra CF1
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib.util
 import io
@@ -60,20 +59,7 @@ def build(sweep_dir: str) -> tuple[str, str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir")
-    parser.add_argument("--out", default=None, help="output directory (default SWEEP_DIR/experiments)")
-    args = parser.parse_args(argv)
-    out = args.out or os.path.join(args.sweep_dir, "experiments")
-    os.makedirs(out, exist_ok=True)
-    md, table_csv = build(args.sweep_dir)
-    for name, text in (("quality.md", md), ("quality.csv", table_csv)):
-        path = os.path.join(out, name)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
-    print(md)
-    return 0
+    return _table2().table_main(argv, __doc__, build, "quality")
 
 
 if __name__ == "__main__":

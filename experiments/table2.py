@@ -85,22 +85,27 @@ def build(sweep_dir: str) -> tuple[str, str]:
     return "\n".join(lines) + "\n", buf.getvalue()
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def table_main(argv, doc: str, build_fn, stem: str) -> int:
+    """The command line every table script shares: SWEEP_DIR [--out DIR] -> <stem>.md / .csv."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("sweep_dir")
     parser.add_argument("--out", default=None, help="output directory (default SWEEP_DIR/experiments)")
     args = parser.parse_args(argv)
     out = args.out or os.path.join(args.sweep_dir, "experiments")
     os.makedirs(out, exist_ok=True)
-    markdown, table_csv = build(args.sweep_dir)
-    for name, text in (("table2.md", markdown), ("table2.csv", table_csv)):
+    markdown, table_csv = build_fn(args.sweep_dir)
+    for name, text in ((f"{stem}.md", markdown), (f"{stem}.csv", table_csv)):
         path = os.path.join(out, name)
         with open(path + ".tmp", "w") as f:
             f.write(text)
         os.replace(path + ".tmp", path)
     print(markdown)
-    print(f"wrote {out}/table2.md and table2.csv", file=sys.stderr)
+    print(f"wrote {out}/{stem}.md and {stem}.csv", file=sys.stderr)
     return 0
+
+
+def main(argv=None) -> int:
+    return table_main(argv, __doc__, build, "table2")
 
 
 if __name__ == "__main__":

@@ -78,12 +78,18 @@ def get_config(arg=None):
     c.points = [point(w, b) for b in budgets for w in window(widths, b, budgets, per_budget)]
     c.points += [point(w, holdout) for w in sorted(holdout_widths)]
     c.holdout_budgets = [holdout]
+    return cpu_budget_stages(c, batch=batch, clips=clips, replications=int(opts.get("replications", 3)))
+
+
+def cpu_budget_stages(c, *, batch: int, clips: int, replications: int):
+    """What every CPU compute-budget sweep shares: the budget-tied recipe of its points, one
+    synthetic dataset, a T evaluator and a T text tower, and a short evaluation."""
     c.common_overrides = [f"train.batch_size={batch}", "train.warmup_fraction=0.05", "train.log_every=100",
                           "train.ckpt_every=1000000", "train.lr=2e-3", "train.ema_decay=0.99"]
     c.data = dict(dir=None, num_synthetic_clips=clips, num_test_clips=256)
     c.evaluator = dict(config="configs/evaluator.py:size=T,runlocal", overrides=["train.steps=600"])
     c.text_tower = dict(config="configs/text_tower.py:size=T,runlocal",
                         overrides=["train.steps=600", "train.ckpt_every=600"])
-    c.evaluate = dict(args=["--replications", str(int(opts.get("replications", 3))), "--steps", "10",
+    c.evaluate = dict(args=["--replications", str(replications), "--steps", "10",
                             "--mm-texts", "8", "--mm-generations", "4", "--no-text-check"])
     return c

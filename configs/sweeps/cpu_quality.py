@@ -17,6 +17,8 @@ import ml_collections
 from handx_jax import configlib
 from handx_jax.scaling import ladder
 
+isoflop = configlib.load_module("configs/sweeps/cpu_isoflop.py")
+
 OPTIONS = ("widths", "budget", "qualities", "clips", "batch", "replications")
 
 
@@ -35,12 +37,4 @@ def get_config(arg=None):
     c.points = [dict(family="diffusion", size="T", label=name, data=1.0, compute_budget=budget, seed=0,
                      quality=quality, overrides=list(rungs[name]))
                 for quality in qualities for name in rungs]
-    c.common_overrides = [f"train.batch_size={batch}", "train.warmup_fraction=0.05", "train.log_every=100",
-                          "train.ckpt_every=1000000", "train.lr=2e-3", "train.ema_decay=0.99"]
-    c.data = dict(dir=None, num_synthetic_clips=clips, num_test_clips=256)
-    c.evaluator = dict(config="configs/evaluator.py:size=T,runlocal", overrides=["train.steps=600"])
-    c.text_tower = dict(config="configs/text_tower.py:size=T,runlocal",
-                        overrides=["train.steps=600", "train.ckpt_every=600"])
-    c.evaluate = dict(args=["--replications", str(int(opts.get("replications", 3))), "--steps", "10",
-                            "--mm-texts", "8", "--mm-generations", "4", "--no-text-check"])
-    return c
+    return isoflop.cpu_budget_stages(c, batch=batch, clips=clips, replications=int(opts.get("replications", 3)))
