@@ -18,7 +18,6 @@ line below (or in your own module, before use).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 from typing import Any, Callable, Mapping, Sequence
@@ -73,17 +72,9 @@ register(Family("autoregressive", "handx_jax.autoregressive.lm_task:PrefixLMTask
 
 
 def _resolve(path: str, what: str) -> type:
-    module_name, sep, attr = str(path).partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"{what}: {path!r} must look like 'package.module:ClassName'")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(f"{what} {path!r}: cannot import {module_name!r} ({err})") from err
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise AttributeError(f"{what} {path!r}: module {module_name!r} has no {attr!r}") from None
+    from handx_jax.train.task import resolve
+
+    return resolve(path, what)
 
 
 def get(name: str) -> Family:

@@ -220,20 +220,25 @@ def run_quickstart(out: str, settings: Settings) -> dict:
     from handx_jax.train import loop
 
     runs: dict[str, tuple[str, str | None, dict]] = {}  # family -> (run dir, untrained twin, sampling options)
+
+    def train_with_twin(name, make_config, steps, lr):
+        """Train `out/<name>`, and its untrained twin (same model, one step at learning rate 0:
+        the initial weights as a baseline row) when asked; returns both run directories."""
+        run = os.path.join(out, name)
+        loop.train(make_config(steps, lr), run)
+        paths[name] = run
+        if not s.untrained_baseline:
+            return run, None
+        twin = os.path.join(out, f"{name}_untrained")
+        base = make_config(1, 0.0)
+        base.train.ema_decay = 0.0
+        loop.train(base, twin)
+        paths[f"{name}_untrained"] = twin
+        return run, twin
     if diffusion_on:
         with timer.step("diffusion training"):
             _require("handx_jax.diffusion.task", "DiffusionTask", "diffusion training")
-            run_dir = os.path.join(out, "diffusion")
-            loop.train(diffusion_config(s.diffusion_steps, s.diffusion_lr), run_dir)
-            paths["diffusion"] = run_dir
-            base_dir = None
-            if s.untrained_baseline:
-                # Same model, one step at learning rate 0: the initial weights as a baseline row.
-                base_dir = os.path.join(out, "diffusion_untrained")
-                base = diffusion_config(1, 0.0)
-                base.train.ema_decay = 0.0
-                loop.train(base, base_dir)
-                paths["diffusion_untrained"] = base_dir
+            run_dir, base_dir = train_with_twin("diffusion", diffusion_config, s.diffusion_steps, s.diffusion_lr)
             runs["diffusion"] = (run_dir, base_dir, {"steps": s.sample_steps, "guidance": s.guidance})
 
     if ar_on:
@@ -254,16 +259,7 @@ def run_quickstart(out: str, settings: Settings) -> dict:
 
         with timer.step("autoregressive training"):
             _require("handx_jax.autoregressive.lm_task", "PrefixLMTask", "autoregressive training")
-            ar_dir = os.path.join(out, "autoregressive")
-            loop.train(ar_config(s.ar_steps, s.ar_lr), ar_dir)  # tokenizes the dataset first
-            paths["autoregressive"] = ar_dir
-            ar_base = None
-            if s.untrained_baseline:
-                ar_base = os.path.join(out, "autoregressive_untrained")
-                base = ar_config(1, 0.0)
-                base.train.ema_decay = 0.0
-                loop.train(base, ar_base)
-                paths["autoregressive_untrained"] = ar_base
+            ar_dir, ar_base = train_with_twin("autoregressive", ar_config, s.ar_steps, s.ar_lr)  # tokenizes first
             runs["autoregressive"] = (ar_dir, ar_base, dict(s.ar_options))
     run_dir = next(iter(runs.values()))[0]  # the first family's run carries the written metrics
 

@@ -41,19 +41,19 @@ class Task:
         raise NotImplementedError
 
 
-def resolve(path: str) -> type:
-    """Import `package.module:ClassName` and return the class."""
+def resolve(path: str, what: str = "config.task") -> type:
+    """Import `package.module:ClassName` and return the class; errors name `what` and `path`."""
     module_name, sep, attr = str(path).partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"config.task must look like 'package.module:ClassName', got {path!r}")
+        raise ValueError(f"{what} must look like 'package.module:ClassName', got {path!r}")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(f"config.task {path!r}: cannot import {module_name!r} ({err})") from err
+        raise ModuleNotFoundError(f"{what} {path!r}: cannot import {module_name!r} ({err})") from err
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise AttributeError(f"config.task {path!r}: module {module_name!r} has no {attr!r}") from None
+        raise AttributeError(f"{what} {path!r}: module {module_name!r} has no {attr!r}") from None
 
 
 def load_task(config: Any) -> Task:
