@@ -114,7 +114,7 @@ def plot_power2d(result: FitResult, n: np.ndarray, d: np.ndarray, y: np.ndarray,
 
 
 def plot_isoflop(result: FitResult, n: np.ndarray, flops: np.ndarray, y: np.ndarray, labels,
-                 out_prefix: str) -> list[str]:
+                 out_prefix: str, size_label: str = "parameters") -> list[str]:
     """isoflop: left, metric against size per budget with its parabola; right, N_opt(C)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     budgets = result.extra["budgets"]
@@ -129,7 +129,7 @@ def plot_isoflop(result: FitResult, n: np.ndarray, flops: np.ndarray, y: np.ndar
     left.scatter(n, y, color="k", s=14, zorder=3)
     _label_points(left, n, y, labels)
     left.set_xscale("log")
-    left.set_xlabel("parameters")
+    left.set_xlabel(size_label)
     left.set_ylabel(result.metric)
     left.legend(fontsize=7)
     left.grid(True, which="both", alpha=0.3)
@@ -145,7 +145,7 @@ def plot_isoflop(result: FitResult, n: np.ndarray, flops: np.ndarray, y: np.ndar
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("compute budget C (FLOPs)")
-    right.set_ylabel("optimal parameters")
+    right.set_ylabel(f"optimal {size_label}")
     right.set_title(_title(result), fontsize=8)
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize=7)

@@ -378,7 +378,9 @@ def write_study(study: dict, out_dir: str) -> dict[str, str]:
     fit_mask = ~study["_private"]["held"]
     paths["isoflop"] = plots.plot_isoflop(iso, t["params"][fit_mask], t["flops"][fit_mask], t[LOSS_KEY][fit_mask],
                                           [lab for lab, m in zip(study["_private"]["labels"], fit_mask) if m],
-                                          os.path.join(out_dir, "isoflop"))[0]
+                                          os.path.join(out_dir, "isoflop"),
+                                          size_label="transformer-block parameters" if study["size"] == "blocks"
+                                          else "parameters")[0]
     paths["frontier"] = plot_frontier(study, os.path.join(out_dir, "frontier"))[0]
     for metric in study["frontier_metrics"]:
         figure = plot_metric(study, metric, os.path.join(out_dir, "frontier_" + metric.replace("@", "").lower()))
