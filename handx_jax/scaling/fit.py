@@ -519,6 +519,14 @@ def fit_power2d_log(n, d, y, *, metric="metric", x_name="params,data", labels=No
             starts.append(np.array([np.log(coef[0]), np.log(coef[1]), alpha, np.log(coef[2]), beta]))
     # The same grid with the floor pushed down (an irreducible loss well below the data).
     starts += [np.array([floor - 3.0, s[1], s[2], s[3], s[4]]) for s in starts[::5]]
+    # Solve only from the starts that already fit best (robust cost of their log residuals):
+    # the others lie in the same basins, and each solve costs a scipy least-squares run.
+    def start_cost(t):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            r = predict(t, u, v) - ly
+        return float(np.sum(np.abs(r))) if np.all(np.isfinite(r)) else np.inf
+
+    starts = sorted(starts, key=start_cost)[:4]
     big = 50.0
     model = _Model(
         names=("e", "a", "alpha", "b", "beta"), predict=predict, jac=jac, starts=starts,
