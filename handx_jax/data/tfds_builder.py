@@ -18,10 +18,11 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 
-from handx_jax.data import store, validate
+from handx_jax.data import manifest, store, validate
 from handx_jax.data.handx_format import ANNOTATION_KEYS
 
 DATASET_NAME = "handx_motion"
@@ -149,8 +150,10 @@ def build(src_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     src_dir, out_dir = os.fspath(src_dir), os.fspath(out_dir)
     target = version_dir(out_dir)
     if os.path.isdir(target):
-        if not overwrite:
+        if not overwrite and is_complete(target):
             return target
+        if not overwrite:  # an interrupted build: its completion record was never written
+            print(f"{target}: incomplete TFDS build (no {manifest.MANIFEST_NAME}); building it again", file=sys.stderr)
         shutil.rmtree(target)
     fingerprint = source_fingerprint(src_dir)
     if "train" not in fingerprint and "test" not in fingerprint:
@@ -162,13 +165,22 @@ def build(src_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     with open(tmp, "w") as fh:
         json.dump({"src_dir": os.path.abspath(src_dir), "splits": fingerprint}, fh, indent=1)
     os.replace(tmp, os.path.join(target, FINGERPRINT_FILE))
-    return target
+    files = [os.path.join(root, name) for root, _, names in os.walk(target) for name in names
+             if name != manifest.MANIFEST_NAME]
+    manifest.write_manifest(target, files, {split: int(info.num_examples) for split, info in builder.info.splits.items()},
+                            {"builder": DATASET_NAME, "version": VERSION, "src_dir": os.path.abspath(src_dir)})
+    return target  # complete only now: the manifest is written last
+
+
+def is_complete(target: str) -> bool:
+    """A version directory whose build finished (its completion manifest was written last)."""
+    return manifest.read_manifest(target) is not None
 
 
 def is_current(src_dir: str | os.PathLike, out_dir: str | os.PathLike) -> bool:
     """True when `out_dir` holds a build of the current source files of `src_dir`."""
     path = os.path.join(version_dir(out_dir), FINGERPRINT_FILE)
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) or not is_complete(version_dir(out_dir)):
         return False
     with open(path) as fh:
         recorded = json.load(fh).get("splits")
@@ -198,9 +210,10 @@ def ensure_built(data_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     out_dir = os.fspath(out_dir)
     target = version_dir(out_dir)
 
-    def usable():  # current, or a TFDS-only directory without source files
+    def usable():  # current, or a TFDS-only directory without source files (built elsewhere)
         return os.path.isdir(target) and (is_current(data_dir, out_dir)
-                                          or not source_fingerprint(data_dir))
+                                          or (not source_fingerprint(data_dir)
+                                              and os.path.isfile(os.path.join(target, FINGERPRINT_FILE))))
 
     if usable():
         return target

@@ -227,6 +227,21 @@ def test_tfds_only_directory_and_cli_build(data_dir, tmp_path):
     np.testing.assert_allclose(batch["motion"][0], want[:60], atol=1e-5)
 
 
+def test_interrupted_tfds_build_is_not_trusted(data_dir, tmp_path):
+    """A build writes its completion manifest last; a version directory without it (the
+    process died mid-build) is built again, never read as a dataset."""
+    out = tmp_path / "tfds"
+    version = tfds_builder.build(data_dir, out)
+    assert tfds_builder.is_complete(version) and tfds_builder.is_current(data_dir, out)
+    record = json.load(open(os.path.join(version, "manifest.json")))
+    assert record["counts"] == {"train": 22, "test": 6}
+    os.remove(os.path.join(version, "manifest.json"))  # as if killed before the last write
+    assert not tfds_builder.is_current(data_dir, out)
+    rebuilt = tfds_builder.build(data_dir, out)  # not returned as it was: built again
+    assert tfds_builder.is_complete(rebuilt)
+    assert len(tfds_builder.data_source(rebuilt, "test")) == 6
+
+
 def test_build_refuses_invalid_source(tmp_path, capsys):
     clips = plausible_clips(3, seed=2, lengths=(10,))
     clips["clip_0002"]["motion"] = clips["clip_0002"]["motion"] * 1000.0
