@@ -2,10 +2,8 @@
 single-device losses, FLOPs against XLA, and bitwise resume after SIGKILL."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import flax.linen as nn
 import jax
@@ -225,17 +223,8 @@ def test_fsq_sigkill_then_resume_is_bitwise_identical(tiny_data, tmp_path):
     uninterrupted = subprocess.Popen(_command(full, tiny_data), cwd=sp.REPO, env=sp.env(1),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # Synchronous checkpoints (numerics unchanged) keep the run busy long enough to be killed mid-way.
-    proc = subprocess.Popen(_command(killed, tiny_data, "train.async_checkpoint=False"), cwd=sp.REPO, env=sp.env(1),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while 10 not in sp.finished_steps(killed):
-        assert proc.poll() is None, f"run ended early:\n{proc.stderr.read()[-3000:]}"
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    assert STEPS not in sp.finished_steps(killed)      # killed mid-run, after a checkpoint
+    sp.kill_after_checkpoint(_command(killed, tiny_data, "train.async_checkpoint=False"), killed, step=10,
+                             last_step=STEPS, timeout=240)
     _, err = uninterrupted.communicate(timeout=240)
     assert uninterrupted.returncode == 0, err[-3000:]
     sp.run(_command(killed, tiny_data))

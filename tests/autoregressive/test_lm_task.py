@@ -3,10 +3,7 @@ losses, analytic FLOPs against XLA, the token pipeline, and bitwise resume after
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -211,16 +208,7 @@ def test_sigkill_then_resume_is_bitwise_identical(inputs, tmp_path):
     _, _, overrides = inputs
     full, cut = tmp_path / "full", tmp_path / "cut"
     sp.run(_train_command(full, overrides), timeout=400)
-    proc = subprocess.Popen(_train_command(cut, overrides), cwd=sp.REPO, env=sp.env(1),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while 10 not in sp.finished_steps(cut):
-        assert proc.poll() is None, f"run ended early:\n{proc.stderr.read()[-3000:]}"
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    assert STEPS not in sp.finished_steps(cut)
+    sp.kill_after_checkpoint(_train_command(cut, overrides), cut, step=10, last_step=STEPS, poll=0.01)
     sp.run(_train_command(cut, overrides), timeout=400)
     for ema in (False, True):
         _, pa, sa = checkpoint.restore_params(str(full), ema=ema)

@@ -1,8 +1,10 @@
 """Helpers to run the trainer in subprocesses with a chosen number of fake CPU devices."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY_CONFIG = os.path.join(REPO, "tests", "train", "toy_config.py")
@@ -35,3 +37,20 @@ def finished_steps(workdir: str) -> list[int]:
     if not os.path.isdir(d):
         return []
     return sorted(int(n) for n in os.listdir(d) if n.isdigit())
+
+
+def kill_after_checkpoint(cmd: list[str], workdir: str, *, step: int = 10, last_step: int,
+                          timeout: float = 300, poll: float = 0.005) -> None:
+    """Start `cmd`, SIGKILL it as soon as checkpoint `step` is finished, and check that it
+    died mid-run (checkpoint `last_step` never written)."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env(1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while step not in finished_steps(workdir):
+        assert proc.poll() is None, f"run ended early:\n{proc.stderr.read()[-3000:]}"
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(poll)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert last_step not in finished_steps(workdir)  # killed mid-run, after a checkpoint
+
