@@ -406,20 +406,23 @@ def fit_power(x, y, *, metric="metric", x_name="x", labels=None, loss="huber",
 # ---------------------------------------------------------------------------- power2d
 
 
+def _grid_inputs(n, d, y, labels, what: str):
+    """Checked arrays of a fit over model sizes N and data sizes D, their labels, the
+    geometric means (n0, d0) and the inputs normalised by them (u, v)."""
+    n, d, y = (np.asarray(a, float) for a in (n, d, y))
+    _check_inputs(n, y, 6, what)
+    _check_inputs(d, y, 6, what)
+    if len(np.unique(n)) < 2 or len(np.unique(d)) < 2:
+        raise ValueError(f"{what}: needs at least 2 distinct sizes and 2 distinct data sizes")
+    n0 = float(np.exp(np.mean(np.log(n))))
+    d0 = float(np.exp(np.mean(np.log(d))))
+    return n, d, y, _labels(labels, len(y)), (n0, d0), (n / n0, d / d0)
+
+
 def fit_power2d(n, d, y, *, metric="metric", x_name="params,data", labels=None, loss="huber",
                 n_boot=300, seed=0) -> FitResult:
     """y = E + A * N^-alpha + B * D^-beta over a grid of model sizes N and data sizes D."""
-    n = np.asarray(n, float)
-    d = np.asarray(d, float)
-    y = np.asarray(y, float)
-    _check_inputs(n, y, 6, "power2d fit")
-    _check_inputs(d, y, 6, "power2d fit")
-    if len(np.unique(n)) < 2 or len(np.unique(d)) < 2:
-        raise ValueError("power2d fit: needs at least 2 distinct sizes and 2 distinct data sizes")
-    labels = _labels(labels, len(y))
-    n0 = float(np.exp(np.mean(np.log(n))))
-    d0 = float(np.exp(np.mean(np.log(d))))
-    u, v = n / n0, d / d0
+    n, d, y, labels, (n0, d0), (u, v) = _grid_inputs(n, d, y, labels, "power2d fit")
 
     def predict(t, u, v):
         return t[0] + t[1] * u ** -t[2] + t[3] * v ** -t[4]
@@ -481,20 +484,10 @@ def fit_power2d_log(n, d, y, *, metric="metric", x_name="params,data", labels=No
     exponents, each with the non-negative least-squares (E, A, B) for those exponents.
     Intervals: the residual bootstrap of the other fitters, on log L.
     """
-    n = np.asarray(n, float)
-    d = np.asarray(d, float)
-    y = np.asarray(y, float)
-    _check_inputs(n, y, 6, "power2d_log fit")
-    _check_inputs(d, y, 6, "power2d_log fit")
-    if np.any(y <= 0):
+    if np.any(np.asarray(y, float) <= 0):
         raise ValueError("power2d_log fit: the metric must be positive (it is fitted on a log scale); "
                          "use --form power2d for metrics that can be zero or negative")
-    if len(np.unique(n)) < 2 or len(np.unique(d)) < 2:
-        raise ValueError("power2d_log fit: needs at least 2 distinct sizes and 2 distinct data sizes")
-    labels = _labels(labels, len(y))
-    n0 = float(np.exp(np.mean(np.log(n))))
-    d0 = float(np.exp(np.mean(np.log(d))))
-    u, v = n / n0, d / d0
+    n, d, y, labels, (n0, d0), (u, v) = _grid_inputs(n, d, y, labels, "power2d_log fit")
     ly = np.log(y)
 
     def predict(t, u, v):
