@@ -13,7 +13,6 @@
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 from handx_jax import configlib
 from handx_jax.autoregressive import fsq
@@ -46,9 +45,6 @@ def get_config(arg=None):
     nominal = int(opts.get("codebook", 512))
     if nominal not in fsq.LEVELS:
         raise ValueError(f"{SOURCE}: codebook={nominal}; choose one of {', '.join(map(str, fsq.LEVELS))}")
-    ratio = float(opts.get("data", 1.0))
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"{SOURCE}: data={ratio} must satisfy 0 < data <= 1")
     text = str(opts.get("text", "tower"))
     if text not in TEXT_MODES:
         raise ValueError(f"{SOURCE}: text={text!r}; choose one of {', '.join(TEXT_MODES)}")
@@ -90,13 +86,7 @@ def get_config(arg=None):
     c.decoding.top_p = 1.0  # 1 = off
     c.decoding.guidance = 1.0  # 1 = no classifier-free guidance
 
-    c.data = ml_collections.ConfigDict()
-    c.data.dir = config_dict.placeholder(str)  # None -> synthetic data in <workdir>/data
-    c.data.ratio = ratio
-    c.data.seq_len = 60
-    c.data.representation = "joint_pos_w_scalar_rot"
-    c.data.num_synthetic_clips = 256 if runlocal else 4096
-    c.data.worker_count = 0
+    c.data = configlib.data_config(opts, SOURCE, small=runlocal)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 60 if runlocal else 150_000

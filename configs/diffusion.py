@@ -15,7 +15,6 @@
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 from handx_jax import configlib
 
@@ -39,9 +38,6 @@ TEXT_MODES = ("tower", "file", "scratch")
 def get_config(arg=None):
     opts = configlib.parse_options(arg, OPTIONS, "configs/diffusion.py")
     size = configlib.pick_size(opts, SIZES, "XS", "configs/diffusion.py")
-    ratio = float(opts.get("data", 1.0))
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"configs/diffusion.py: data={ratio} must satisfy 0 < data <= 1")
     runlocal = bool(opts.get("runlocal", False))
     text = str(opts.get("text", "tower"))
     if text not in TEXT_MODES:
@@ -103,13 +99,7 @@ def get_config(arg=None):
     c.diffusion.guidance = 2.5
     c.diffusion.sampler = "ddim"
 
-    c.data = ml_collections.ConfigDict()
-    c.data.dir = config_dict.placeholder(str)  # None -> synthetic data in <workdir>/data
-    c.data.ratio = ratio
-    c.data.seq_len = 60
-    c.data.representation = "joint_pos_w_scalar_rot"
-    c.data.num_synthetic_clips = 256 if runlocal else 4096
-    c.data.worker_count = 0
+    c.data = configlib.data_config(opts, "configs/diffusion.py", small=runlocal)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 60 if runlocal else 200_000

@@ -8,7 +8,6 @@ The evaluator is trained once per dataset and frozen; `handx evaluator train` ru
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 from handx_jax import configlib
 
@@ -49,13 +48,7 @@ def get_config(arg=None):
     c.model.text_mlp_dim = t_ff
     c.model.text_heads = t_heads
 
-    c.data = ml_collections.ConfigDict()
-    c.data.dir = config_dict.placeholder(str)  # None -> synthetic data in <workdir>/data
-    c.data.ratio = 1.0
-    c.data.seq_len = 60
-    c.data.representation = "joint_pos"
-    c.data.num_synthetic_clips = 256 if runlocal else 4096
-    c.data.worker_count = 0
+    c.data = configlib.data_config({}, "configs/evaluator.py", small=runlocal, representation="joint_pos", ratio=1.0)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 60 if runlocal else 20_000

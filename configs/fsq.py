@@ -14,7 +14,6 @@
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 from handx_jax import configlib
 from handx_jax.autoregressive.fsq import LEVELS  # nominal codebook size -> FSQ levels (HandX's table)
@@ -57,9 +56,6 @@ def get_config(arg=None):
         raise ValueError(f"{SOURCE}: down={down} must be >= 0")
     if patch < 1 or patch & (patch - 1):
         raise ValueError(f"{SOURCE}: patch={patch} must be a power of two")
-    ratio = float(opts.get("data", 1.0))
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"{SOURCE}: data={ratio} must satisfy 0 < data <= 1")
     runlocal = bool(opts.get("runlocal", False))
     width, depth = SIZES[size]
 
@@ -82,13 +78,7 @@ def get_config(arg=None):
     c.fsq.loss_bone = 0.1
     c.fsq.smooth_l1_beta = 1.0
 
-    c.data = ml_collections.ConfigDict()
-    c.data.dir = config_dict.placeholder(str)  # None -> synthetic data in <workdir>/data
-    c.data.ratio = ratio
-    c.data.seq_len = 60
-    c.data.representation = "joint_pos_w_scalar_rot"
-    c.data.num_synthetic_clips = 256 if runlocal or size == "T" else 4096
-    c.data.worker_count = 0
+    c.data = configlib.data_config(opts, SOURCE, small=runlocal or size == "T")
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 60 if runlocal else 3000

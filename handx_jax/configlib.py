@@ -74,6 +74,26 @@ def pick_size(opts: dict, sizes, default: str, source: str) -> str:
     return size
 
 
+def data_config(opts: dict, source: str, *, small: bool, representation: str = "joint_pos_w_scalar_rot",
+                ratio: float | None = None) -> ml_collections.ConfigDict:
+    """The `data` section every motion config shares. The ratio is the `data` option (checked:
+    0 < data <= 1) unless given; `small` picks the CPU-smoke synthetic dataset size."""
+    from ml_collections import config_dict
+
+    if ratio is None:
+        ratio = float(opts.get("data", 1.0))
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"{source}: data={ratio} must satisfy 0 < data <= 1")
+    c = ml_collections.ConfigDict()
+    c.dir = config_dict.placeholder(str)  # None -> synthetic data in <workdir>/data
+    c.ratio = float(ratio)
+    c.seq_len = 60
+    c.representation = representation
+    c.num_synthetic_clips = 256 if small else 4096
+    c.worker_count = 0
+    return c
+
+
 def _literal(text: str):
     try:
         return ast.literal_eval(text)
