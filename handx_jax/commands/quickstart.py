@@ -264,14 +264,13 @@ def run_quickstart(out: str, settings: Settings) -> dict:
     run_dir = next(iter(runs.values()))[0]  # the first family's run carries the written metrics
 
     with timer.step("samples"):
-        from handx_jax import families
         from handx_jax.data import handx_format
         from handx_jax.eval import driver
 
         _, test_motion, test_captions = driver.load_split(data, "test", 60, None, s.seed)
         prompts = [test_captions[i][0] for i in range(4)]
         first_family = next(iter(runs))
-        motion = families.generator(runs[first_family][0], **runs[first_family][2])(prompts, 1, s.seed)
+        motion = driver.run_generator(runs[first_family][0], **runs[first_family][2])(prompts, 1, s.seed)
         samples = {f"sample_{i:02d}": {"motion": motion[i], "left_annotation": [p[0]],
                                        "right_annotation": [p[1]], "interaction_annotation": [p[2]]}
                    for i, p in enumerate(prompts)}

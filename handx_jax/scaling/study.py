@@ -174,7 +174,8 @@ def analyse(run_paths: list[str], *, holdout: str | float | None = "largest",
     # uncertainty from the bootstrap plus the runs' own scatter).
     rng = np.random.default_rng(seed)
     checks = []
-    for c, best, members in _budget_best(group, t["flops"], loss, held) if held.any() else []:
+    best_held = _budget_best(group, t["flops"], loss, held) if held.any() else []
+    for c, best, members in best_held:
         check = {"flops": c, "runs": int(len(members)), "best_run": runs[best].path, "observed": float(loss[best])}
         if joint is not None:
             per_run = []
@@ -202,7 +203,6 @@ def analyse(run_paths: list[str], *, holdout: str | float | None = "largest",
     # Metrics on the loss-optimal frontier (fitting budgets), held-out budgets shown beside.
     out["frontier_metrics"] = {}
     best_fit = _budget_best(group, t["flops"], loss, fit_mask)
-    best_held = _budget_best(group, t["flops"], loss, held) if held.any() else []
     for metric in metrics:
         values = t.get(metric)
         if values is None:
