@@ -51,11 +51,10 @@ def add_trainer_defaults(config: Any) -> Any:
 
 
 # Fields naming the frozen inputs a run was trained on (e.g. the text tower and tokenizer
-# behind its caption embeddings): a resume that would read other inputs is refused.
+# behind its caption embeddings): a resume that would read other inputs is refused. The task
+# fills them in when it builds its inputs (a fresh command line leaves them empty), so an
+# empty value is compared again once the task has filled it.
 IDENTITY_FIELDS = ("model.text_key", "model.fsq_key")
-# Identity fields the task fills in when it builds its inputs (a fresh command line leaves
-# them empty): an empty value is checked again once the task has filled it.
-FILLED_BY_TASK = IDENTITY_FIELDS
 
 
 def check_resume_identity(workdir: str, config: Any) -> None:
@@ -148,7 +147,7 @@ def resume_changes(workdir: str, config: Any) -> tuple[list[dict], list[dict]]:
             continue  # a field added since the run started, at the value the run had implicitly
         if _same(field, old, value):
             continue
-        if field in FILLED_BY_TASK and value in (missing, None, ""):
+        if field in IDENTITY_FIELDS and value in (missing, None, ""):
             continue  # the task fills it from its inputs; check_resume_identity compares it then
         change = {"field": field, "old": None if old is missing else old, "new": None if value is missing else value}
         if _is_under(field, safe):
