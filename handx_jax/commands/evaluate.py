@@ -102,6 +102,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         verdict = "follows its captions" if check["follows_text"] else "does NOT clearly follow its captions"
         print(f"text dependence of {row}: R@3 {check['R@3']:.3f} ± {check['R@3_ci95']:.3f} with its captions, "
               f"{check['R@3_shuffled']:.3f} ± {check['R@3_shuffled_ci95']:.3f} with captions shuffled across clips: {verdict}")
+    timing = result.get("timing_s", {})
+    print("wall seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items())
+          + f" (total {sum(timing.values()):.1f})")
     paths = result["paths"]
     print(f"wrote {paths['metrics']}, {paths['table']} and a line of {paths['log']}")
     return 0

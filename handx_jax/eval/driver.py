@@ -13,8 +13,10 @@ Every figure is reported as mean ± 1.96 std / sqrt(R).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -52,27 +54,80 @@ def clip_arrays(clips: dict, seq_len: int, source: str = "clips") -> tuple[list[
     return names, np.stack(motions), captions
 
 
+def draw_indices(captions: Sequence[Sequence[tuple]], rng: np.random.Generator) -> np.ndarray:
+    """Which of its K annotations each clip uses (uniform), as indices."""
+    return np.array([int(rng.integers(len(options))) for options in captions], np.int64)
+
+
 def draw_texts(captions: Sequence[Sequence[tuple]], rng: np.random.Generator) -> list[tuple]:
     """One caption triple per clip, uniformly among its K annotations."""
-    return [options[int(rng.integers(len(options)))] for options in captions]
+    return [options[i] for options, i in zip(captions, draw_indices(captions, rng))]
+
+
+class CaptionTable:
+    """Every caption triple of a clip set, embedded once by the evaluator; a replication's
+    draw (one index per clip) then looks its rows up instead of encoding again."""
+
+    def __init__(self, evaluator, captions: Sequence[Sequence[tuple]]):
+        self.captions = captions
+        self.offsets = np.cumsum([0] + [len(options) for options in captions])[:-1]
+        self.embeddings = evaluator.encode_text([triple for options in captions for triple in options])
+
+    def draw(self, rng: np.random.Generator) -> tuple[list[tuple], np.ndarray]:
+        """(texts, their evaluator embeddings) of one random draw."""
+        idx = draw_indices(self.captions, rng)
+        return [options[i] for options, i in zip(self.captions, idx)], self.embeddings[self.offsets + idx]
+
+
+class StageTimes(dict):
+    """Wall seconds per named stage, summed over its uses: `with times("sample"): ...`."""
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[stage] = self.get(stage, 0.0) + time.perf_counter() - start
+
+
+CONTACT_KINDS = ("intra", "inter")
+
+
+def motion_facts(motion: np.ndarray) -> dict:
+    """What the motion metrics read from a clip set, computed once: per-frame contact states
+    per kind and the physical figures (means over clips, so any reordering keeps them)."""
+    return {"frames": {kind: metrics.contact_frames(motion, kind) for kind in CONTACT_KINDS},
+            "physical": {"Penetration_mm": 1e3 * metrics.penetration_depth(motion),
+                         "Jitter": metrics.jitter(motion),
+                         "BoneDev_mm": 1e3 * metrics.bone_length_deviation(motion),
+                         "JointLimit": metrics.joint_limit_violation_rate(motion)}}
+
+
+def score_facts(facts: dict, gt_facts: dict | None = None, empty: float = 1.0, order=None) -> dict:
+    """The physical figures, and with paired ground truth the contact P/R/F1 (HandX's per-clip
+    labels), per-frame P/R and timing error; `order` scores the clips reordered (clip i taken
+    from `order[i]`) without recomputing their facts."""
+    out = dict(facts["physical"])
+    if gt_facts is not None:
+        for kind in CONTACT_KINDS:
+            pred, true = facts["frames"][kind], gt_facts["frames"][kind]
+            pred = pred if order is None else pred[order]
+            if pred.shape != true.shape:
+                raise ValueError(f"contact scores: generated {pred.shape} vs ground truth {true.shape} contact frames")
+            prf = metrics.prf_from_labels(pred.any(axis=1), true.any(axis=1), empty)
+            out[f"C_P_{kind}"], out[f"C_R_{kind}"], out[f"C_F1_{kind}"] = prf["precision"], prf["recall"], prf["f1"]
+            prf = metrics.prf_from_labels(pred, true, empty)
+            out[f"Cf_P_{kind}"], out[f"Cf_R_{kind}"] = prf["precision"], prf["recall"]
+            out[f"C_timing_{kind}"] = metrics.timing_error_of_frames(pred, true)["error"]
+    return out
 
 
 def motion_metrics(motion: np.ndarray, paired_gt: np.ndarray | None, empty: float = 1.0) -> dict:
     """Contact P/R/F1 (against paired ground truth; `empty`: their value over an empty
     denominator, per protocol) and the physical metrics."""
-    out = {
-        "Penetration_mm": 1e3 * metrics.penetration_depth(motion),
-        "Jitter": metrics.jitter(motion),
-        "BoneDev_mm": 1e3 * metrics.bone_length_deviation(motion),
-        "JointLimit": metrics.joint_limit_violation_rate(motion),
-    }
+    out = score_facts(motion_facts(motion), None if paired_gt is None else motion_facts(paired_gt), empty)
     if paired_gt is not None:
-        for kind in ("intra", "inter"):
-            prf = metrics.contact_prf(motion, paired_gt, kind, empty)
-            out[f"C_P_{kind}"], out[f"C_R_{kind}"], out[f"C_F1_{kind}"] = prf["precision"], prf["recall"], prf["f1"]
-            prf = metrics.frame_contact_prf(motion, paired_gt, kind, empty)
-            out[f"Cf_P_{kind}"], out[f"Cf_R_{kind}"] = prf["precision"], prf["recall"]
-            out[f"C_timing_{kind}"] = metrics.contact_timing_error(motion, paired_gt, kind)["error"]
         out["MPJPE_mm"] = 1e3 * metrics.mpjpe(motion, paired_gt)
     return out
 
@@ -101,17 +156,25 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
              *, model_name: str = "model", replications: int = 20, seed: int = 0, mm_texts: int = 100,
              mm_generations: int = 30, heldout: tuple[np.ndarray, Sequence[Sequence[tuple]]] | None = None,
              batch_size: int | None = None, progress: bool = True,
-             protocol: str = metrics.DEFAULT_PROTOCOL, shuffled_texts: bool = False, project: bool = False) -> dict:
+             protocol: str = metrics.DEFAULT_PROTOCOL, shuffled_texts: bool = False, project: bool = False,
+             samples_per_call: int = 4096) -> dict:
     """Replicated evaluation. Rows: 'ground truth', optionally 'held-out ground truth'
     (other clips, e.g. from the train split, scored against the same test reference), and
     `model_name` when `generate` is given (or one row per name when it is a dict of them).
     `protocol` ("handx" or "humanml3d", `metrics.PROTOCOLS`) fixes the R-precision batch
     (unless `batch_size`), tie and empty-denominator conventions; it goes into the meta.
-    `shuffled_texts` adds, per generator, a row '<name>, captions shuffled': samples made
-    from other clips' captions, scored against the true ones, and a `text_dependence`
-    summary (a model that follows its prompts scores clearly lower there). `project` adds, per
-    generator, a row '<name>, projected': the same samples after kinematic projection
-    (`handx_jax.hand.projection`), with `ProjMPJPE_mm`, their distance from the raw samples."""
+    `shuffled_texts` adds, per generator, a row '<name>, captions shuffled': each clip's
+    caption scored against a sample made from another clip's caption (a derangement of the
+    replication's samples), and a `text_dependence` summary (a model that follows its prompts
+    scores clearly lower there). `project` adds, per generator, a row '<name>, projected': the
+    same samples after kinematic projection (`handx_jax.hand.projection`), with `ProjMPJPE_mm`,
+    their distance from the raw samples.
+
+    Speed: every caption is embedded once; the ground truth's motion metrics (the same in
+    every replication) are computed once; each generator is called once for as many
+    replications as fit in `samples_per_call` samples (their texts and MultiModality texts
+    together), and those samples are projected and embedded together. `timing_s` in the
+    result gives the wall seconds per stage."""
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
     p = metrics.get_protocol(protocol)
@@ -119,57 +182,82 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
     n = len(gt_motion)
     if n < batch_size and not p.whole_batch_when_short:
         raise ValueError(f"evaluation needs at least {batch_size} clips for R-precision batches, got {n}")
-    gt_emb = evaluator.encode_motion(gt_motion)
-    held_emb = evaluator.encode_motion(heldout[0]) if heldout is not None else None
+    times = StageTimes()
+    with times("embed"):
+        gt_emb = evaluator.encode_motion(gt_motion)
+        table = CaptionTable(evaluator, captions)
+        held_emb = held_table = None
+        if heldout is not None:
+            held_emb, held_table = evaluator.encode_motion(heldout[0]), CaptionTable(evaluator, heldout[1])
+    with times("metrics"):  # ground truth's motion metrics do not depend on the draw
+        gt_facts = motion_facts(gt_motion)
+        gt_motion_row = {**score_facts(gt_facts, gt_facts, p.empty_prf), "MPJPE_mm": 0.0}
+        held_motion_row = score_facts(motion_facts(heldout[0])) if heldout is not None else None
     mm_texts = min(mm_texts, n)
+    mm_per_rep = mm_texts * mm_generations if mm_generations > 1 and mm_texts > 0 else 0
+    generators = {} if generate is None else dict(generate) if isinstance(generate, dict) else {model_name: generate}
     per_row: dict[str, list[dict]] = {"ground truth": []}
     if heldout is not None:
         per_row["held-out ground truth"] = []
-    generators = {} if generate is None else dict(generate) if isinstance(generate, dict) else {model_name: generate}
     for name in generators:
         per_row[name] = []
         if shuffled_texts:
             per_row[shuffled_row(name)] = []
         if project:
             per_row[projected_row(name)] = []
-    bar = tqdm(range(replications), desc="evaluate", unit="rep", disable=not progress, dynamic_ncols=True)
-    for rep in bar:
-        rng = np.random.default_rng([seed, rep])
-        texts = draw_texts(captions, rng)
-        text_emb = evaluator.encode_text(texts)
-        row = embedding_metrics(text_emb, gt_emb, gt_emb, rng, batch_size, protocol=p)
-        row.update(motion_metrics(gt_motion, gt_motion, p.empty_prf))
-        per_row["ground truth"].append(row)
-        if heldout is not None:
-            held_texts = draw_texts(heldout[1], rng)
-            row = embedding_metrics(evaluator.encode_text(held_texts), held_emb, gt_emb, rng, batch_size,
-                                    protocol=p)
-            row.update(motion_metrics(heldout[0], None))
-            per_row["held-out ground truth"].append(row)
-        for name, gen_fn in generators.items():
-            gen = _check_generated(gen_fn(texts, 1, seed * 1000 + rep), n, gt_motion.shape[1:])
-            mm_emb = mm_motion = None
-            if mm_generations > 1 and mm_texts > 0:
-                pick = np.random.default_rng([seed, rep, 1]).choice(n, mm_texts, replace=False)
-                mm_motion = _check_generated(gen_fn([texts[i] for i in pick], mm_generations, seed * 1000 + rep + 500),
-                                             mm_texts * mm_generations, gt_motion.shape[1:])
-                mm_emb = evaluator.encode_motion(mm_motion).reshape(mm_texts, mm_generations, -1)
-            row = embedding_metrics(text_emb, evaluator.encode_motion(gen), gt_emb,
-                                    np.random.default_rng([seed, rep, 2]), batch_size, mm_emb, protocol=p)
-            row.update(motion_metrics(gen, gt_motion, p.empty_prf))
-            per_row[name].append(row)
-            if project:
-                per_row[projected_row(name)].append(
-                    projected_metrics(evaluator, gen, None if mm_motion is None else mm_motion.reshape(
-                        mm_texts, mm_generations, *mm_motion.shape[1:]), text_emb, gt_emb, gt_motion, batch_size, p,
-                                      np.random.default_rng([seed, rep, 2])))
-            if shuffled_texts:
-                other = _check_generated(gen_fn(derange(texts, np.random.default_rng([seed, rep, 3])), 1,
-                                                seed * 1000 + rep), n, gt_motion.shape[1:])
-                row = embedding_metrics(text_emb, evaluator.encode_motion(other), gt_emb,
-                                        np.random.default_rng([seed, rep, 2]), batch_size, protocol=p)
-                row.update(motion_metrics(other, gt_motion, p.empty_prf))
-                per_row[shuffled_row(name)].append(row)
+
+    draws = []  # per replication: (texts, text embeddings, MultiModality clip picks)
+    with times("metrics"):
+        for rep in range(replications):
+            rng = np.random.default_rng([seed, rep])
+            texts, text_emb = table.draw(rng)
+            row = embedding_metrics(text_emb, gt_emb, gt_emb, rng, batch_size, protocol=p)
+            per_row["ground truth"].append({**row, **gt_motion_row})
+            if heldout is not None:
+                _, held_text_emb = held_table.draw(rng)
+                row = embedding_metrics(held_text_emb, held_emb, gt_emb, rng, batch_size, protocol=p)
+                per_row["held-out ground truth"].append({**row, **held_motion_row})
+            pick = np.random.default_rng([seed, rep, 1]).choice(n, mm_texts, replace=False) if mm_per_rep else None
+            draws.append((texts, text_emb, pick))
+
+    per_rep = n + mm_per_rep
+    reps_per_call = max(1, int(samples_per_call) // per_rep)
+    bar = tqdm(total=replications * len(generators), desc="evaluate", unit="rep", disable=not progress or not generators,
+               dynamic_ncols=True)
+    for name, gen_fn in generators.items():
+        for first in range(0, replications, reps_per_call):
+            group = range(first, min(first + reps_per_call, replications))
+            prompts = []
+            for rep in group:
+                texts, _, pick = draws[rep]
+                prompts += texts
+                if mm_per_rep:  # text-major: generation j of MultiModality text i is row i * G + j
+                    prompts += [texts[i] for i in pick for _ in range(mm_generations)]
+            with times("sample"):
+                motion = _check_generated(gen_fn(prompts, 1, seed * 1000 + first), len(prompts), gt_motion.shape[1:])
+            with times("project"):
+                proj = _project(motion) if project else None
+            with times("embed"):
+                emb = evaluator.encode_motion(motion)
+                proj_emb = evaluator.encode_motion(proj) if project else None
+            with times("metrics"):
+                for k, rep in enumerate(group):
+                    texts, text_emb, pick = draws[rep]
+                    own, mm = slice(k * per_rep, k * per_rep + n), slice(k * per_rep + n, (k + 1) * per_rep)
+                    raw, raw_emb = motion[own], emb[own]
+                    common = (text_emb, gt_emb, gt_motion, gt_facts, seed, rep, batch_size, p)
+                    raw_facts = motion_facts(raw)
+                    mm_emb = emb[mm].reshape(mm_texts, mm_generations, -1) if mm_per_rep else None
+                    per_row[name].append(_sample_row(raw, raw_emb, raw_facts, *common, mm_emb=mm_emb))
+                    if project:
+                        mm_emb = proj_emb[mm].reshape(mm_texts, mm_generations, -1) if mm_per_rep else None
+                        row = _sample_row(proj[own], proj_emb[own], motion_facts(proj[own]), *common, mm_emb=mm_emb)
+                        row["ProjMPJPE_mm"] = 1e3 * metrics.mpjpe(proj[own], raw)
+                        per_row[projected_row(name)].append(row)
+                    if shuffled_texts:  # clip i's caption against the sample made from clip other[i]'s
+                        other = derangement(n, np.random.default_rng([seed, rep, 3]))
+                        per_row[shuffled_row(name)].append(_sample_row(raw, raw_emb, raw_facts, *common, order=other))
+            bar.update(len(group))
     bar.close()
     rows = {name: report.summarize_replications(reps) for name, reps in per_row.items()}
     dependence = {name: text_dependence(rows[name], rows[shuffled_row(name)])
@@ -178,10 +266,29 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
             "mm_generations": mm_generations if generators else 0, "protocol": p.name,
             "r_precision_batch": batch_size,
             "evaluator": getattr(evaluator, "source", "?"), "evaluator_step": getattr(evaluator, "step", None)}
-    out = {"rows": rows, "meta": meta}
+    out = {"rows": rows, "meta": meta, "timing_s": dict(times)}
     if dependence:
         out["text_dependence"] = dependence
     return out
+
+
+def _sample_row(motion, motion_emb, facts, text_emb, gt_emb, gt_motion, gt_facts, seed, rep, batch_size, protocol,
+                mm_emb=None, order=None) -> dict:
+    """One replication's row of generated `motion` (clip i taken from `order[i]` when given)
+    paired with the drawn captions; `facts` are `motion_facts(motion)`."""
+    if order is not None:
+        motion, motion_emb = motion[order], motion_emb[order]
+    row = embedding_metrics(text_emb, motion_emb, gt_emb, np.random.default_rng([seed, rep, 2]), batch_size, mm_emb,
+                            protocol=protocol)
+    row.update(score_facts(facts, gt_facts, protocol.empty_prf, order))
+    row["MPJPE_mm"] = 1e3 * metrics.mpjpe(motion, gt_motion)
+    return row
+
+
+def _project(motion: np.ndarray) -> np.ndarray:
+    from handx_jax.hand import projection
+
+    return projection.project_motion(motion)
 
 
 def shuffled_row(name: str) -> str:
@@ -192,31 +299,19 @@ def projected_row(name: str) -> str:
     return f"{name}, projected"
 
 
-def projected_metrics(evaluator, gen, mm_motion, text_emb, gt_emb, gt_motion, batch_size, protocol, rng) -> dict:
-    """The row of `gen` (and its MultiModality samples) after kinematic projection."""
-    from handx_jax.hand import projection
-
-    proj = projection.project_motion(gen)
-    mm_emb = None
-    if mm_motion is not None:  # (texts, generations, T, 2, 21, 3)
-        mm_emb = evaluator.encode_motion(projection.project_motion(mm_motion.reshape(-1, *mm_motion.shape[2:])))
-        mm_emb = mm_emb.reshape(mm_motion.shape[0], mm_motion.shape[1], -1)
-    row = embedding_metrics(text_emb, evaluator.encode_motion(proj), gt_emb, rng, batch_size, mm_emb, protocol=protocol)
-    row.update(motion_metrics(proj, gt_motion, protocol.empty_prf))
-    row["ProjMPJPE_mm"] = 1e3 * metrics.mpjpe(proj, gen)
-    return row
-
-
-def derange(texts: Sequence, rng: np.random.Generator) -> list:
-    """`texts` reordered so that no item keeps its place (a cycle along a random order)."""
-    n = len(texts)
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices `other` with other[i] != i for every i (a cycle along a random order)."""
     if n < 2:
         raise ValueError("shuffling captions across clips needs at least 2 clips")
     order = rng.permutation(n)
-    out = list(texts)
-    for j in range(n):
-        out[order[j]] = texts[order[(j + 1) % n]]
-    return out
+    other = np.empty(n, np.int64)
+    other[order] = np.roll(order, -1)
+    return other
+
+
+def derange(texts: Sequence, rng: np.random.Generator) -> list:
+    """`texts` reordered so that no item keeps its place."""
+    return [texts[i] for i in derangement(len(texts), rng)]
 
 
 def text_dependence(matched: dict, shuffled: dict, metric: str = "R@3") -> dict:
@@ -316,6 +411,7 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
     step = newest if step is None else int(step)
     if step not in available:
         raise FileNotFoundError(f"checkpoint step {step} not in {checkpoint.checkpoint_dir(workdir)}; have {available}")
+    started = time.perf_counter()
     evaluator = load_evaluator(evaluator_dir)
     _, gt_motion, captions = load_split(data_dir, split, evaluator.seq_len, num_samples, seed)
     held = None
@@ -325,11 +421,13 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
             held = (held_motion, held_captions)
     options = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
     options.update(family_options or {})
-    generate = run_generator(workdir, step=step, batch_size=batch_size, **options)
+    generate = run_generator(workdir, step=step, batch_size=batch_size, progress=progress, **options)
+    load_s = time.perf_counter() - started
     name = f"{config.get('family', 'model')} {config.get('size', '?')}, step {step}"
     result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
                       seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress,
                       protocol=protocol, shuffled_texts=text_check, project=project)
+    result["timing_s"] = {"load": load_s, **result["timing_s"]}  # sample includes the model's restore and compile
     result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
                            "sample_steps": steps, "guidance": guidance, "sampling_options": options,
                            "model_row": name})

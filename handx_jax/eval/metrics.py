@@ -231,7 +231,11 @@ def contact_timing_error(pred_motion, gt_motion, kind: str) -> dict:
     mean of |onset difference| and |offset difference| (first and last contact frame),
     averaged over those pairs. `error` is NaN when no pair is in contact in both;
     `pairs` counts them."""
-    pred, true = contact_frames(pred_motion, kind), contact_frames(gt_motion, kind)
+    return timing_error_of_frames(contact_frames(pred_motion, kind), contact_frames(gt_motion, kind))
+
+
+def timing_error_of_frames(pred: np.ndarray, true: np.ndarray) -> dict:
+    """`contact_timing_error` of per-frame contact states (N, T, pairs) already computed."""
     if pred.shape != true.shape:
         raise ValueError(f"contact_timing_error: generated {pred.shape} vs ground truth {true.shape} contact frames")
     t = pred.shape[1]

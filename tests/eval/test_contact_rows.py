@@ -96,8 +96,8 @@ def test_driver_rows_and_projected_row():
     motion, captions = _clips(n=16, t=8)
     ev = LookupEvaluator(len(motion))
 
-    def copy_generate(texts, num_per_text, seed):
-        return np.repeat(motion, num_per_text, axis=0)
+    def copy_generate(texts, num_per_text, seed):  # the clip each caption names
+        return np.repeat(motion[[int(t[0].split()[-1]) for t in texts]], num_per_text, axis=0)
 
     result = driver.evaluate(ev, motion, captions, {"model": copy_generate}, replications=2, mm_texts=0,
                              mm_generations=0, progress=False, project=True)
