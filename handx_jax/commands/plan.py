@@ -4,6 +4,7 @@ and print its memory per device, FLOPs and step-time estimates (docs/plan.md).""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -61,7 +62,7 @@ def prepare_devices(num_devices: int | None, topology: str | None) -> bool:
 
     Returns False when JAX already runs with fewer devices (the caller re-runs the command
     in a fresh process)."""
-    if topology or not num_devices:
+    if not num_devices and not topology:
         return True
     try:
         from jax._src import xla_bridge
@@ -69,6 +70,12 @@ def prepare_devices(num_devices: int | None, topology: str | None) -> bool:
         started = xla_bridge.backends_are_initialized()
     except Exception:  # private API moved: assume started
         started = "jax" in sys.modules
+    if topology:
+        # libtpu describes the chips; none is attached, so JAX's own backend stays the CPU
+        # (with libtpu installed it would otherwise look for TPU chips first).
+        if not started:
+            os.environ["JAX_PLATFORMS"] = "cpu"
+        return True
     if not started:
         flags = re.sub(rf"{DEVICE_FLAG}=\d+", "", os.environ.get("XLA_FLAGS", ""))
         os.environ["XLA_FLAGS"] = f"{flags} {DEVICE_FLAG}={int(num_devices)}".strip()
@@ -77,6 +84,21 @@ def prepare_devices(num_devices: int | None, topology: str | None) -> bool:
     import jax
 
     return jax.device_count() >= num_devices
+
+
+@contextlib.contextmanager
+def _no_cache_for_topology(topology: str | None):
+    """A compile-only TPU executable cannot be read back from the persistent compile cache
+    (that needs an attached TPU), so a topology plan keeps it off while it runs."""
+    import jax
+
+    before = jax.config.jax_enable_compilation_cache
+    if topology:
+        jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", before)
 
 
 def _rerun(argv: list[str]) -> int:
@@ -105,6 +127,16 @@ def _load(spec: str, overrides: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
+    with _no_cache_for_topology(args.topology):
+        return _run(args)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    with _no_cache_for_topology(args.topology):
+        return _run_sweep(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if not prepare_devices(args.devices, args.topology):
         return _rerun(_argv(args, ["plan", "--config", args.config]))
     from handx_jax import jax_setup
@@ -122,12 +154,12 @@ def run(args: argparse.Namespace) -> int:
     except (plan_lib.PlanError, ValueError, KeyError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(plan_lib.format_reports(reports))
+    print(plan_lib.format_reports(reports, [reports[0]["accelerator"]] if reports[0].get("accelerator") else None))
     _write_json(args.json, {"config": args.config, "overrides": list(args.config_overrides or []), "plans": reports})
     return 0
 
 
-def run_sweep(args: argparse.Namespace) -> int:
+def _run_sweep(args: argparse.Namespace) -> int:
     if not prepare_devices(args.devices, args.topology):
         return _rerun(_argv(args, ["sweep", "plan", args.sweep]))
     from handx_jax import jax_setup

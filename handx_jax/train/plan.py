@@ -79,22 +79,43 @@ def sharded_dims(abstract_boxed_params: Any) -> list[tuple[str, tuple[int, ...],
     return out
 
 
+# Logical axes a mesh need not divide: the vocabulary is the codebook plus special tokens
+# (514 for codebook 512), not a width one picks to suit a mesh. The trainer replicates such a
+# dimension over its mesh axes; the plan lists it (`replicated`) instead of refusing the mesh.
+REPLICABLE_AXES = ("vocab",)
+
+
+def _undivided(sizes: Sequence[int], dims: Iterable):
+    """(path, shape, dim, name, axes, divisor) of each parameter dimension the mesh does not divide."""
+    axis = dict(zip(sharding_lib.MESH_AXES, sizes))
+    for path, shape, dim, name, axes in dims:
+        divisor = math.prod(axis[a] for a in axes)
+        if shape[dim] % divisor:
+            yield path, shape, dim, name, axes, divisor
+
+
 def mesh_problems(sizes: Sequence[int], batch_size: int, dims: Iterable) -> list[str]:
     """Why a (data, fsdp, tensor) mesh does not fit: the batch, or a parameter dimension
-    that its mesh axes do not divide (the trainer would replicate it instead)."""
+    (other than REPLICABLE_AXES) that its mesh axes do not divide (the trainer would
+    replicate it instead)."""
     axis = dict(zip(sharding_lib.MESH_AXES, sizes))
     problems = []
     if batch_size % (axis["data"] * axis["fsdp"]):
         problems.append(f"data*fsdp = {axis['data'] * axis['fsdp']} does not divide train.batch_size {batch_size}")
     seen = set()
-    for path, shape, dim, name, axes in dims:
-        divisor = math.prod(axis[a] for a in axes)
+    for path, shape, dim, name, axes, divisor in _undivided(sizes, dims):
         key = (name, shape[dim], axes)
-        if shape[dim] % divisor and key not in seen:
+        if name not in REPLICABLE_AXES and key not in seen:
             seen.add(key)
             problems.append(f"{'*'.join(axes)} = {divisor} does not divide the '{name}' axis ({shape[dim]}) "
                             f"of {path} {shape}")
     return problems
+
+
+def replicated_dims(sizes: Sequence[int], dims: Iterable) -> list[str]:
+    """The REPLICABLE_AXES dimensions this mesh does not divide (the trainer replicates them)."""
+    return [f"{'*'.join(axes)} = {divisor} does not divide the '{name}' axis ({shape[dim]}) of {path} {shape}"
+            for path, shape, dim, name, axes, divisor in _undivided(sizes, dims) if name in REPLICABLE_AXES]
 
 
 def valid_meshes(num_devices: int, batch_size: int, dims: Sequence) -> list[tuple[int, int, int]]:
@@ -161,18 +182,36 @@ def _divisors(n: int) -> list[int]:
 
 # -- devices -----------------------------------------------------------------------------
 
+# TPU generations `--topology GEN:SHAPE` knows: GEN -> (libtpu's topology prefix, chip
+# configuration, key in ACCELERATORS). v4 and v5p chips run as one "megacore" device.
+TPU_GENERATIONS = {"v4": ("v4", "megacore", "v4"), "v5p": ("v5", "megacore", "v5p"),
+                   "v5e": ("v5e", "default", "v5e")}
+
+
+def parse_topology(topology: str) -> tuple[str, dict, str]:
+    """`v5e:4x4` -> (libtpu topology name, get_topology_desc keyword arguments, accelerator key)."""
+    gen, _, shape = str(topology).partition(":")
+    if gen not in TPU_GENERATIONS or not re.fullmatch(r"[1-9]\d*(x[1-9]\d*){1,2}", shape):
+        raise PlanError(f"--topology {topology!r}: expected GEN:SHAPE with GEN one of {', '.join(TPU_GENERATIONS)} "
+                        "and SHAPE chips per axis (v5e:4x4, v5p:2x2x4, v4:2x2x2)")
+    prefix, chip, key = TPU_GENERATIONS[gen]
+    # One slice; hosts of 2x2x1 chips, as Cloud TPU VMs of these generations have.
+    return f"{prefix}:{shape}", {"chip_config_name": chip, "chips_per_host_bounds": (2, 2, 1), "num_slices": 1}, key
+
+
 def target_devices(num_devices: int | None = None, topology: str | None = None) -> list:
     """Devices to compile for: the chips of a TPU topology description (needs libtpu), or
     the first `num_devices` local devices (fake CPU devices through XLA_FLAGS)."""
     if topology:
+        name, kwargs, _ = parse_topology(topology)
         try:
             from jax.experimental import topologies
 
-            devices = list(topologies.get_topology_desc(topology_name=topology, platform="tpu").devices)
+            devices = list(topologies.get_topology_desc(topology_name=name, platform="tpu", **kwargs).devices)
         except Exception as err:  # no libtpu, unknown name: say which
             raise PlanError(f"--topology {topology!r}: cannot describe it ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); it needs a libtpu "
-                            "that knows it (pip install 'jax[tpu]') and a name such as v5e:4x4") from None
+                            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); it needs libtpu "
+                            "(pip install -e '.[tpu-plan]')") from None
         if num_devices and num_devices != len(devices):
             raise PlanError(f"--devices {num_devices} but topology {topology} has {len(devices)} chips")
         return devices
@@ -272,7 +311,8 @@ def plan(config: Any, num_devices: int | None = None, *, topology: str | None = 
     batch_size = int(config.train.batch_size)
     batch = abstract_batch(task, batch_size)
     boxed = jax.eval_shape(task.init_params, jax.random.PRNGKey(0), batch)
-    sizes = check_mesh(config, n, sharded_dims(boxed))
+    dims = sharded_dims(boxed)
+    sizes = check_mesh(config, n, dims)
     config = config.copy_and_resolve_references()
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = sizes
     trainer = _abstract_trainer_class()(config, workdir="", devices=devices, example_batch=batch)
@@ -289,9 +329,10 @@ def plan(config: Any, num_devices: int | None = None, *, topology: str | None = 
         "config": {"task": str(config.task), "size": str(config.get("size", "")),
                    "batch_size": batch_size},
         "num_devices": n, "platform": devices[0].platform, "topology": topology,
+        "accelerator": parse_topology(topology)[2] if topology else None,
         "mesh": dict(zip(sharding_lib.MESH_AXES, sizes)),
         "compute_dtype": str(config.model.get("dtype", "float32")) if "model" in config else "float32",
-        "param_dtypes": dtypes,
+        "param_dtypes": dtypes, "replicated": replicated_dims(sizes, dims),
         "params": state_lib.count_params(abstract.params),
         "flops_per_step": flops_per_example * batch_size,
         "per_device": {
@@ -349,6 +390,9 @@ def format_reports(reports: Sequence[dict], accelerators: Sequence[str] | None =
                  _mib(d["temp_bytes"]), _mib(d["total_bytes"]), f"{d['analytic_flops'] / 1e9:.4g}",
                  f"{d['xla_flops'] / 1e9:.4g}", _mib(sum(d["collective_bytes"].values()))]
         lines.append(" | ".join(f"{c:>22}" if i == 0 else f"{c:>9}" for i, c in enumerate(cells)))
+    for r in reports:
+        for text in r.get("replicated", []):
+            lines.append(f"  {format_mesh(r['mesh'].values())}: replicated, {text}")
     keys = list(accelerators or r0["estimates"])
     lines.append("estimates (roofline, no overlap of collectives): step ms / MFU / fits in HBM")
     lines.append(" | ".join([f"{'mesh':>22}"] + [f"{k:>22}" for k in keys]))

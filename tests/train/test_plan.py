@@ -1,6 +1,7 @@
 """`handx plan` / `handx sweep plan`: meshes refused with the nearest that fit, collective
 accounting, the roofline, and planned per-device bytes against a real 8-device run."""
 
+import importlib.util
 import json
 
 import jax
@@ -10,16 +11,19 @@ from handx_jax import cli, configlib
 from handx_jax.train import loop, plan as plan_lib
 
 TINY = "configs/diffusion.py:size=T,runlocal"
+TINY_AR = "configs/autoregressive.py:size=T,runlocal"  # no tokenizer or data on disk: shapes only
 
 
-@pytest.fixture(scope="module")
-def planned(tmp_path_factory):
-    """The CLI's plan of the tiny config on 8 fake devices over a 2x2x2 mesh."""
+@pytest.fixture(scope="module", params=[TINY, TINY_AR], ids=["diffusion", "autoregressive"])
+def planned(request, tmp_path_factory):
+    """The CLI's plan of a tiny config of each family on 8 fake devices over a 2x2x2 mesh."""
     out = tmp_path_factory.mktemp("plan") / "plan.json"
-    rc = cli.main(["plan", "--config", TINY, "--devices", "8", "--mesh", "data=2,fsdp=2,tensor=2",
+    rc = cli.main(["plan", "--config", request.param, "--devices", "8", "--mesh", "data=2,fsdp=2,tensor=2",
                    "--json", str(out)])
     assert rc == 0
-    return json.loads(out.read_text())["plans"][0]
+    payload = json.loads(out.read_text())
+    assert payload["config"] == request.param
+    return payload["plans"][0] | {"spec": request.param}
 
 
 def _bytes_on(tree, device) -> int:
@@ -29,7 +33,7 @@ def _bytes_on(tree, device) -> int:
 
 
 def test_planned_argument_bytes_match_a_real_8_device_run(planned):
-    config = configlib.load_config(TINY)
+    config = configlib.load_config(planned["spec"])
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 2, 2, 2
     task = loop.load_task(config)
     trainer = loop.Trainer(config, "", example_batch=task.dummy_batch(int(config.train.batch_size)))
@@ -64,6 +68,27 @@ def test_bad_mesh_is_refused_with_the_nearest_meshes_that_work(capsys):
     assert rc == 1 and len(err.splitlines()) == 1
     assert "tensor = 8 does not divide the 'heads' axis (12)" in err
     assert "nearest meshes that work: data=2,fsdp=1,tensor=4; data=1,fsdp=2,tensor=4;" in err
+
+
+def test_autoregressive_mesh_refused_for_its_heads_not_its_vocabulary(tmp_path, capsys):
+    """Prefix-LM T: 2 heads, vocabulary 514 (codebook 512 + END + PAD). tensor=4 is refused
+    for the heads; with 4 heads the same mesh plans, the vocabulary replicated and listed."""
+    mesh = ["--devices", "8", "--mesh", "data=2,fsdp=1,tensor=4"]
+    rc = cli.main(["plan", "--config", TINY_AR, *mesh])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1
+    assert "tensor = 4 does not divide the 'heads' axis (2)" in err and "vocab" not in err
+    assert "nearest meshes that work: data=4,fsdp=1,tensor=2; data=2,fsdp=2,tensor=2;" in err
+
+    out = tmp_path / "plan.json"
+    rc = cli.main(["plan", "--config", TINY_AR, *mesh, "--json", str(out), "--config.model.num_heads=4"])
+    assert rc == 0 and "replicated, tensor = 4 does not divide the 'vocab' axis (514)" in capsys.readouterr().out
+    report = json.loads(out.read_text())["plans"][0]
+    assert sorted(report["replicated"]) == [
+        "tensor = 4 does not divide the 'vocab' axis (514) of head (64, 514)",
+        "tensor = 4 does not divide the 'vocab' axis (514) of token_embedding (514, 64)"]
+    # fsdp = 1 and the vocabulary replicated: every device holds the whole embedding and head
+    assert report["per_device"]["params_bytes"] > 2 * 514 * 64 * 4
 
 
 def test_valid_meshes_of_size_l_on_256_devices():
@@ -134,6 +159,19 @@ def test_sweep_plan_flags_points_over_the_memory_limit(tmp_path, capsys):
     assert table[2].rstrip().endswith("| NO") and "| NO: mesh" in table[3]
 
 
+def test_sweep_plan_of_autoregressive_points(tmp_path):
+    """paper_table3 at size T with two codebooks: one compile per codebook, with no tokenizer
+    trained; vocabularies 514 and 1002 (codebooks 512 and 1000 + END + PAD) differ in the
+    embedding and the head only."""
+    out = tmp_path / "rows.json"
+    rc = cli.main(["sweep", "plan", "configs/sweeps/paper_table3.py:sizes=T,codebooks=512/1024", "--devices", "8",
+                   "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert rc == 0 and [(r["family"], r["fits"]) for r in rows] == [("autoregressive", True)] * 2
+    assert rows[1]["params"] - rows[0]["params"] == 2 * 64 * (1002 - 514)
+    assert rows[0]["mesh"] == {"data": 8, "fsdp": 1, "tensor": 1} and rows[0]["flops_per_step"] < rows[1]["flops_per_step"]
+
+
 def test_plan_reruns_itself_when_jax_has_too_few_devices():
     """JAX already runs here with 8 devices: 64 need a fresh process, with the same arguments."""
     from handx_jax.commands import plan as plan_cmd
@@ -144,6 +182,45 @@ def test_plan_reruns_itself_when_jax_has_too_few_devices():
     args.config_overrides = ["model.dtype=bfloat16"]
     assert plan_cmd._argv(args, ["plan", "--config", TINY]) == [
         "plan", "--config", TINY, "--devices", "64", "--mesh", "data=64", "--config.model.dtype=bfloat16"]
+
+
+HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
+
+
+def test_topology_names():
+    assert plan_lib.parse_topology("v5p:2x2x4") == (
+        "v5:2x2x4", {"chip_config_name": "megacore", "chips_per_host_bounds": (2, 2, 1), "num_slices": 1}, "v5p")
+    assert plan_lib.parse_topology("v5e:4x4")[::2] == ("v5e:4x4", "v5e")
+    for bad in ("v5e-16", "v6e:4x4", "v4:2x2x", "v5e:0x4"):
+        with pytest.raises(plan_lib.PlanError, match="expected GEN:SHAPE"):
+            plan_lib.parse_topology(bad)
+
+
+@pytest.mark.skipif(HAS_LIBTPU, reason="libtpu is installed")
+def test_topology_without_libtpu_is_refused_in_one_line(capsys):
+    rc = cli.main(["plan", "--config", TINY, "--topology", "v5e:2x2"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1
+    assert "--topology 'v5e:2x2': cannot describe it" in err and "tpu-plan" in err
+
+
+@pytest.mark.skipif(not HAS_LIBTPU, reason="needs libtpu: pip install -e '.[tpu-plan]'")
+@pytest.mark.parametrize("spec", [TINY, TINY_AR], ids=["diffusion", "autoregressive"])
+def test_plan_compiled_by_the_tpu_compiler_for_a_v5e_topology(spec, tmp_path):
+    """The tiny config compiled by libtpu for 4 v5e chips (no TPU attached): the TPU compiler
+    answers, the donated state is updated in place, and its arrays take at least their
+    unpadded bytes (TPU layouts pad small arrays to tiles)."""
+    out = tmp_path / "plan.json"
+    rc = cli.main(["plan", "--config", spec, "--topology", "v5e:2x2", "--mesh", "data=2,fsdp=2", "--json", str(out)])
+    report = json.loads(out.read_text())["plans"][0]
+    d = report["per_device"]
+    assert rc == 0 and report["platform"] == "tpu" and report["num_devices"] == 4
+    assert report["accelerator"] == "v5e" and list(report["estimates"]) == list(plan_lib.ACCELERATORS)
+    state = d["params_bytes"] + d["optimizer_bytes"] + d["ema_bytes"]
+    assert d["argument_bytes"] >= state + d["batch_bytes"]
+    assert d["alias_bytes"] >= state and d["output_bytes"] - d["alias_bytes"] < 2 ** 16  # outputs: state + metrics
+    assert d["analytic_flops"] <= d["xla_flops"] < 1.5 * d["analytic_flops"]
+    assert d["collective_bytes"].get("all-gather", 0) > 0  # fsdp gathers the parameters
 
 
 @pytest.mark.parametrize("mesh,fragment", [
