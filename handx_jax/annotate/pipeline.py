@@ -19,6 +19,7 @@ from handx_jax import atomic
 import numpy as np
 from tqdm import tqdm
 
+from handx_jax.annotate import blas
 from handx_jax.annotate import events as events_lib
 from handx_jax.annotate import features as features_lib
 from handx_jax.annotate import reasoner_rules
@@ -56,19 +57,30 @@ def _motion(clips: dict[str, dict], names: list[str]) -> np.ndarray:
 
 
 def _chunk_docs(names: list[str], motion: np.ndarray, source: str) -> list[dict]:
-    try:
-        feats = features_lib.extract_features(motion)
+    try:  # palm distances that cannot change an event are skipped (exact=False)
+        feats = features_lib.extract_features(motion, exact=False)
     except features_lib.FeatureError as err:
         raise features_lib.FeatureError(f"{source}: clips {names[:3]}...: {err}") from err
     return events_lib.batch_events(feats)
 
 
-def _rules_chunk(job) -> tuple[list[dict], list[list[dict]]]:
-    """Event JSON and rules captions of one batch (a process-pool task)."""
-    names, motion, seed, source = job
+# The clips forked pool workers read their batches from (inherited, never pickled).
+_FORKED_CLIPS: dict[str, dict] | None = None
+
+
+def _worker_init() -> None:
     gc.disable()  # see annotate_file
+    blas.one_thread()  # one core per worker: no BLAS threads spinning against the other
+
+
+def _rules_chunk(job) -> tuple[list[dict] | None, list[list[dict]]]:
+    """Event JSON (when asked for) and rules captions of one batch (a process-pool task)."""
+    names, motion, seed, source, want_docs = job
+    if motion is None:
+        motion = _motion(_FORKED_CLIPS, names)
     docs = _chunk_docs(names, motion, source)
-    return docs, [reasoner_rules.describe(d, seed=seed, name=n) for d, n in zip(docs, names)]
+    captions = [reasoner_rules.describe(d, seed=seed, name=n) for d, n in zip(docs, names)]
+    return (docs if want_docs else None), captions
 
 
 def clip_event_docs(clips: dict[str, dict], batch_size: int = 512,
@@ -85,25 +97,36 @@ def clip_event_docs(clips: dict[str, dict], batch_size: int = 512,
 
 def rules_docs_and_captions(clips: dict[str, dict], seed: int = 0, workers: int = 2,
                             batch_size: int = 256, progress: bool = True,
-                            source: str = "clips") -> tuple[dict[str, dict], dict[str, list]]:
+                            source: str = "clips", docs: bool = True
+                            ) -> tuple[dict[str, dict] | None, dict[str, list]]:
     """Event JSON and rules captions of every clip, batches spread over `workers` processes
-    (features, events and captions of a batch in one task, so only motion and results
-    travel)."""
-    docs: dict[str, dict] = {}
+    (features, events and captions of a batch in one task). Forked workers read the motion
+    from this process's memory, so only captions travel back (and the event JSON, unless
+    `docs=False`: then None is returned in its place)."""
+    global _FORKED_CLIPS
+    out_docs: dict[str, dict] = {}
     captions: dict[str, list] = {}
     batches = _batches(clips, batch_size, source)
-    jobs = ((chunk, _motion(clips, chunk), seed, source) for chunk in batches)
-    bar = tqdm(total=len(clips), desc="events + captions", unit="clip", disable=not progress)
     # fork is cheapest, but not once JAX (multithreaded) is loaded in this process
     fork = "fork" in multiprocessing.get_all_start_methods() and "jax" not in sys.modules
     context = multiprocessing.get_context("fork" if fork else "spawn")
-    with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=context) as pool:
-        for chunk, (chunk_docs, chunk_caps) in zip(batches, pool.map(_rules_chunk, jobs)):
-            docs.update(zip(chunk, chunk_docs))
-            captions.update(zip(chunk, chunk_caps))
-            bar.update(len(chunk))
+    jobs = [(chunk, None if fork else _motion(clips, chunk), seed, source, docs)
+            for chunk in batches]
+    bar = tqdm(total=len(clips), desc="events + captions", unit="clip", disable=not progress)
+    _FORKED_CLIPS = clips if fork else None
+    try:
+        with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=context,
+                                                    initializer=_worker_init) as pool:
+            for chunk, (chunk_docs, chunk_caps) in zip(batches, pool.map(_rules_chunk, jobs)):
+                if docs:
+                    out_docs.update(zip(chunk, chunk_docs))
+                captions.update(zip(chunk, chunk_caps))
+                bar.update(len(chunk))
+    finally:
+        _FORKED_CLIPS = None
     bar.close()
-    return {n: docs[n] for n in clips}, {n: captions[n] for n in clips}
+    return ({n: out_docs[n] for n in clips} if docs else None,
+            {n: captions[n] for n in clips})
 
 
 def _atomic_write_text(path: str, text: str) -> None:
@@ -202,7 +225,8 @@ def _annotate_clips(clips: dict, src: str, out: str, backend: str, seed: int, *,
     from handx_jax.data import handx_format, store
     rules_parallel = backend == "rules" and workers > 1 and len(clips) > 256
     if rules_parallel:
-        docs, ready = rules_docs_and_captions(clips, seed, workers, progress=progress, source=src)
+        docs, ready = rules_docs_and_captions(clips, seed, workers, progress=progress, source=src,
+                                              docs=bool(events_out))
     else:
         docs = clip_event_docs(clips, progress=progress, source=src)
     if events_out:

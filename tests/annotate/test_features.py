@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from handx_jax.annotate import events as E
 from handx_jax.annotate import features as F
 from handx_jax.hand import geometry
 from tests.annotate import handmade as H
@@ -129,3 +130,40 @@ def test_palm_palm_is_exact_on_random_poses():
     want = _nearest_30(np.linalg.norm(palm[:, 0, :, None] - palm[:, 1, None], axis=-1))
     assert (want < 0.04).sum() > 10, "some palms must be close for the test to bite"
     np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_far_bounds_are_lower_bounds():
+    rng = np.random.default_rng(11)
+    motion = np.stack([H.random_clip(rng) for _ in range(4)]).astype(np.float64)
+    # two clips with the right wrist 3 cm above the left one, two with the hands apart
+    motion[:2, :, 1] += motion[:2, :, 0, :1] - motion[:2, :, 1, :1] + [0.0, 0.0, 0.03]
+    palm_bound, tip_bound = F.far_bounds(motion)
+    palm = geometry.palm_points(motion)
+    pp = np.linalg.norm(palm[..., 0, :, None, :] - palm[..., 1, None, :, :], axis=-1)
+    assert (palm_bound <= pp.min(axis=(-1, -2)) + 1e-12).all()
+    tips = motion[..., list(geometry.TIPS), :]
+    for h in range(2):
+        d = np.linalg.norm(tips[..., h, :, None, :] - palm[..., 1 - h, None, :, :], axis=-1)
+        assert (tip_bound[..., h, :] <= d.min(axis=-1) + 1e-12).all()
+    assert (palm_bound > 0.05).any() and (tip_bound < 0.0).any()  # both loose and tight
+
+
+def test_skipping_far_palm_distances_keeps_the_events():
+    """exact=False: signals Far throughout by their bound hold it; every other value is
+    the exact one, bit for bit, and the event JSON is the same."""
+    rng = np.random.default_rng(12)
+    motion = np.stack([H.random_clip(rng) for _ in range(6)])
+    # the right wrist 6 cm above the left one in two clips: palm-palm measured there
+    motion[:2, :, 1] += motion[:2, :, 0, :1] - motion[:2, :, 1, :1] + np.float32([0, 0, 0.06])
+    exact = F.extract_features(motion)
+    fast = F.extract_features(motion, exact=False)
+    for key in F.FEATURE_KEYS:
+        if key not in ("tip_palm_dist", "palm_palm_dist"):
+            np.testing.assert_array_equal(fast[key], exact[key])
+    for key, edge in (("palm_palm_dist", 0.12), ("tip_palm_dist", 0.035)):
+        kept = (fast[key] == exact[key]).all(axis=1)  # per signal: clip (x hand, tip)
+        skipped = np.moveaxis(fast[key], 1, -1)[~kept]  # (signals, T) holding the bound
+        assert kept.any() and (~kept).any(), key
+        assert (skipped >= edge).all()
+        assert (skipped <= np.moveaxis(exact[key], 1, -1)[~kept] + 1e-4).all()
+    assert E.batch_events(fast) == E.batch_events(exact)

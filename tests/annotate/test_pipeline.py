@@ -84,3 +84,6 @@ def test_parallel_rules_equal_serial():
     assert docs == pipeline.clip_event_docs(clips, progress=False)
     assert list(captions) == list(clips)
     assert captions == {n: R.describe(d, seed=3, name=n) for n, d in docs.items()}
+    none, same = pipeline.rules_docs_and_captions(clips, seed=3, workers=2, batch_size=4,
+                                                  progress=False, docs=False)
+    assert none is None and same == captions
