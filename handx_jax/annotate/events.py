@@ -18,11 +18,11 @@ Deliberate differences from HandX's released code (docs/annotate.md): the paper'
 hyperextension band (< -20 degrees), fixed palm points (in the features), the wrist's sign
 test counts only its own sign (zeros count for neither, so a still wrist never gets a
 direction), changes below float precision count as zero velocity, fingertip contacts last
-at least `CONTACT_MIN_FRAMES` (2) frames, and right-hand fingertips against the left palm are segmented with the same
-parameters as left-hand fingertips.
+at least `CONTACT_MIN_FRAMES` (2) frames, and right-hand fingertips against the left palm
+are segmented with the same parameters as left-hand fingertips.
 
-All windows of all signals of a batch are scored at once with numpy; Python only walks the
-chosen events and writes the JSON.
+All windows of all signals of a batch are scored with numpy, one window length at a time;
+Python only writes the chosen events as JSON.
 """
 
 from __future__ import annotations
@@ -43,6 +43,15 @@ FLEX_REPORTED = tuple((f_i, j_i, f"{finger}_{name}")
                       for f_i, finger in enumerate(G.FINGERS)
                       for j_i, name in enumerate(G.FLEX_JOINT_NAMES[f_i])
                       if not (finger == "thumb" and name == "cmc"))
+# The keys of every family in the order HandX writes them (rows of a clip in the same order).
+_FLEX_KEYS = tuple(name for _, _, name in FLEX_REPORTED)
+_N_FLEX = len(_FLEX_KEYS)
+_SPACING_KEYS = tuple(f"{a}, {b}" for a, b in G.SPACING_PAIRS)
+_INTRA_KEYS = tuple(f"{tip}_tip, thumb_tip" for tip in G.INTRA_TIPS)
+_WRIST_KEYS = tuple(axis for axis, _, _ in D.WRIST_AXES)
+_INTER_KEYS = tuple(f"left_{a}_tip, right_{b}_tip" for a in G.FINGERS for b in G.FINGERS)
+_TIP_PALM_KEYS = tuple(f"{hand}_{finger}_tip, {HANDS[1 - h]}_palm"
+                       for h, hand in enumerate(HANDS) for finger in G.FINGERS)
 _FLEX_F = np.array([f for f, _, _ in FLEX_REPORTED])
 _FLEX_J = np.array([j for _, j, _ in FLEX_REPORTED])
 
@@ -52,7 +61,9 @@ def window_ends(values: np.ndarray, spec: D.Graded, strict_sign: bool = False) -
     window [i, j), or -1 (S, T) int.
 
     `strict_sign`: zero velocities count for neither sign (the wrist); otherwise for both
-    (HandX's test).
+    (HandX's test). Windows are scored one length at a time, all rows and start frames
+    together (contiguous slices, no (S, T, T) array); longer valid windows overwrite
+    shorter ones.
     """
     x = np.asarray(values, dtype=np.float64)
     rows, length = x.shape
@@ -63,23 +74,23 @@ def window_ends(values: np.ndarray, spec: D.Graded, strict_sign: bool = False) -
     neg = np.zeros((rows, length + 1), count)
     np.cumsum(vel > 0, axis=-1, out=pos[:, 1:])
     np.cumsum(vel < 0, axis=-1, out=neg[:, 1:])
-    # pairs (i, e) with e = j - 1 the window's last frame; n velocities v_i..v_e
-    n_len = np.arange(length)[None, :] - np.arange(length)[:, None] + 1  # (T, T)
-    diff = np.subtract(x[:, None, :], x[:, :, None])
-    valid = np.abs(diff, out=diff) >= spec.delta
-    valid &= (n_len >= spec.min_len)[None]
-    if spec.edges:
-        state = D.state_index(x, spec.edges).astype(np.int8)
-        valid &= state[:, None, :] != state[:, :, None]
-    n_pos = pos[:, None, 1:] - pos[:, :-1, None]  # (S, T, T) rising among v_i..v_e
-    n_neg = neg[:, None, 1:] - neg[:, :-1, None]
-    n_len = np.maximum(n_len, 0)
-    if strict_sign:  # >= 80 % of one sign: max(rising, falling) >= ceil(4 n / 5)
-        valid &= np.maximum(n_pos, n_neg, out=n_pos) >= (-(-4 * n_len // 5)).astype(count)
-    else:  # <= 20 % of the other sign: min(rising, falling) <= floor(n / 5)
-        valid &= np.minimum(n_pos, n_neg, out=n_pos) <= (n_len // 5).astype(count)
-    last = length - 1 - np.argmax(valid[..., ::-1], axis=-1)  # (S, T) last valid e
-    return np.where(valid.any(axis=-1), last + 1, -1)
+    state = D.state_index(x, spec.edges).astype(np.int8) if spec.edges else None
+    ends = np.full((rows, length), -1, np.int64)
+    for span in range(spec.min_len - 1, length):  # window [i, i + span], n = span + 1
+        starts = length - span
+        diff = x[:, span:] - x[:, :starts]
+        valid = np.abs(diff, out=diff) >= spec.delta
+        if state is not None:
+            valid &= state[:, span:] != state[:, :starts]
+        n_pos = pos[:, span + 1:] - pos[:, :starts]  # rising among v_i..v_(i+span)
+        n_neg = neg[:, span + 1:] - neg[:, :starts]
+        n = span + 1
+        if strict_sign:  # >= 80 % of one sign: max(rising, falling) >= ceil(4 n / 5)
+            valid &= np.maximum(n_pos, n_neg, out=n_pos) >= -(-4 * n // 5)
+        else:  # <= 20 % of the other sign: min(rising, falling) <= floor(n / 5)
+            valid &= np.minimum(n_pos, n_neg, out=n_pos) <= n // 5
+        np.copyto(ends[:, :starts], np.arange(span + 1, length + 1), where=valid)
+    return ends
 
 
 def segment(values: np.ndarray, spec: D.Graded, strict_sign: bool = False) -> list[list]:
@@ -97,8 +108,8 @@ def segment(values: np.ndarray, spec: D.Graded, strict_sign: bool = False) -> li
         active &= state.min(axis=-1) != state.max(axis=-1)
     idx = np.flatnonzero(active)
     if idx.size:
-        ends = np.concatenate([window_ends(x[idx[a:a + 256]], spec, strict_sign)
-                               for a in range(0, idx.size, 256)])
+        ends = np.concatenate([window_ends(x[idx[a:a + 1024]], spec, strict_sign)
+                               for a in range(0, idx.size, 1024)])
         found_r, found_s, found_e = [], [], []
         cur = np.zeros(idx.size, np.int64)
         alive = np.ones(idx.size, bool)
@@ -129,9 +140,8 @@ def segment(values: np.ndarray, spec: D.Graded, strict_sign: bool = False) -> li
         st0 = D.state_index(x[r, s], spec.edges) if spec.edges else np.zeros_like(s)
         st1 = D.state_index(x[r, e - 1], spec.edges) if spec.edges else np.zeros_like(s)
         order = np.lexsort((s, r))
-        for k in order.tolist():
-            out[int(r[k])].append((int(s[k]), int(e[k]), int(sign[k]), int(speed[k]),
-                                   int(st0[k]), int(st1[k])))
+        for row, *event in zip(*(a[order].tolist() for a in (r, s, e, sign, speed, st0, st1))):
+            out[row].append(tuple(event))
     if spec.constant:
         empty = [k for k in range(rows) if not out[k]]
         if empty:
@@ -246,42 +256,26 @@ def batch_events(features: dict[str, np.ndarray]) -> list[dict]:
     palm_ev = graded_events(_rows(features["palm_palm_dist"][..., None]), D.PALM_PALM)
     rel = _rows(features["palm_rel"]).reshape(n, 3, frames)
     rel_ev = [graded_events(rel[:, a], D.relative(a)) for a in range(3)]
-    n_flex = len(FLEX_REPORTED)
     docs = []
     for i in range(n):
         doc: dict = {"frame_count": int(frames)}
         for h, hand in enumerate(HANDS):
-            hand_ev = {k: {} for k in HAND_KEYS}
-            base = (i * 2 + h) * n_flex
-            for k, (_, _, name) in enumerate(FLEX_REPORTED):
-                hand_ev["finger_flexing"][name] = flex_ev[base + k]
-            for k, (a, b) in enumerate(G.SPACING_PAIRS):
-                hand_ev["finger_spacing"][f"{a}, {b}"] = spacing_ev[(i * 2 + h) * 3 + k]
-            for k, tip in enumerate(G.INTRA_TIPS):
-                runs = intra_runs[(i * 2 + h) * 4 + k]
-                if runs:
-                    hand_ev["finger_tip_contact"][f"{tip}_tip, thumb_tip"] = \
-                        _contact_events(runs)
-            for k, (axis, _, _) in enumerate(D.WRIST_AXES):
-                events = wrist_ev[(i * 2 + h) * 3 + k]
-                if events:
-                    hand_ev["wrist_trajectory"][axis] = events
-            doc[f"{hand}_hand_events"] = hand_ev
-        relation = {k: {} for k in RELATION_KEYS}
-        for k in range(25):
-            runs = inter_runs[i * 25 + k]
-            if runs:
-                a, b = G.FINGERS[k // 5], G.FINGERS[k % 5]
-                relation["finger_tip_contact"][f"left_{a}_tip, right_{b}_tip"] = \
-                    _contact_events(runs)
-        for k in range(10):
-            hand, other = HANDS[k // 5], HANDS[1 - k // 5]
-            relation["finger_palm_distance"][
-                f"{hand}_{G.FINGERS[k % 5]}_tip, {other}_palm"] = tip_palm_ev[i * 10 + k]
-        relation["palm_palm_distance"]["left_palm, right_palm"] = palm_ev[i]
-        for a, (axis, _, _) in enumerate(D.RELATIVE_AXES):
-            relation["palm_palm_relative_position"][axis] = rel_ev[a][i]
-        doc["two_hand_relationships"] = relation
+            row = i * 2 + h
+            doc[f"{hand}_hand_events"] = {
+                "finger_flexing": dict(zip(_FLEX_KEYS,
+                                           flex_ev[row * _N_FLEX:(row + 1) * _N_FLEX])),
+                "finger_spacing": dict(zip(_SPACING_KEYS, spacing_ev[row * 3:row * 3 + 3])),
+                "finger_tip_contact": {key: _contact_events(runs) for key, runs in zip(
+                    _INTRA_KEYS, intra_runs[row * 4:row * 4 + 4]) if runs},
+                "wrist_trajectory": {key: events for key, events in zip(
+                    _WRIST_KEYS, wrist_ev[row * 3:row * 3 + 3]) if events}}
+        doc["two_hand_relationships"] = {
+            "finger_tip_contact": {key: _contact_events(runs) for key, runs in zip(
+                _INTER_KEYS, inter_runs[i * 25:i * 25 + 25]) if runs},
+            "finger_palm_distance": dict(zip(_TIP_PALM_KEYS, tip_palm_ev[i * 10:i * 10 + 10])),
+            "palm_palm_distance": {"left_palm, right_palm": palm_ev[i]},
+            "palm_palm_relative_position": {axis: rel_ev[a][i] for a, (axis, _, _)
+                                            in enumerate(D.RELATIVE_AXES)}}
         docs.append(doc)
     return docs
 

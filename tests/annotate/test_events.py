@@ -64,23 +64,28 @@ def test_eighty_percent_of_velocities_must_share_a_sign(falls, expect_whole):
         assert got == [{"start": 0, "end": 10, "constant_des": "Partially bent"}]
 
 
-def test_window_ends_match_a_literal_search():
+@pytest.mark.parametrize("spec, strict", [(D.FLEXION, False), (D.WRIST, True)])
+def test_window_ends_match_a_literal_search(spec, strict):
     rng = np.random.default_rng(3)
-    x = np.cumsum(rng.normal(0, 0.15, size=(12, 40)), axis=-1)
-    got = E.window_ends(x, D.FLEXION)
+    x = np.cumsum(rng.normal(0, 0.15 if spec is D.FLEXION else 0.01, size=(12, 40)), axis=-1)
+    x[:, 10:16] = x[:, 9:10]  # still frames: zero velocities
+    got = E.window_ends(x, spec, strict_sign=strict)
     for r in range(12):
         v = np.concatenate([[0.0], np.diff(x[r])])
         for i in range(40):
             want = -1
             for j in range(40, i, -1):
                 n, neg, pos = j - i, np.sum(v[i:j] < 0), np.sum(v[i:j] > 0)
-                if (n >= 6 and abs(x[r, j - 1] - x[r, i]) >= D.FLEX_DELTA
-                        and (5 * neg <= n or 5 * pos <= n)
-                        and D.state_index(x[r, i], D.FLEX_EDGES)
-                        != D.state_index(x[r, j - 1], D.FLEX_EDGES)):
+                signed = (5 * pos >= 4 * n or 5 * neg >= 4 * n) if strict else \
+                    (5 * neg <= n or 5 * pos <= n)
+                states = not spec.edges or (D.state_index(x[r, i], spec.edges)
+                                            != D.state_index(x[r, j - 1], spec.edges))
+                if n >= spec.min_len and abs(x[r, j - 1] - x[r, i]) >= spec.delta \
+                        and signed and states:
                     want = j
                     break
             assert got[r, i] == want, (r, i)
+    assert (got > 0).any() and (got < 0).any()
 
 
 def test_contacts_are_runs_with_inclusive_ends():
