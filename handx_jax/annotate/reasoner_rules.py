@@ -77,6 +77,17 @@ def _frames(start: int, end: int) -> str:
     return f"(frames {start}-{end - 1})" if end - start > 1 else f"(frame {start})"
 
 
+def _squash(text: str) -> str:
+    """Every run of whitespace as one space (re.sub(r"\\s+", " ", text), five times faster)."""
+    words = text.split()
+    out = " ".join(words)
+    if words and text[0].isspace():
+        out = " " + out
+    if text[-1:].isspace():
+        out += " "
+    return out
+
+
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
@@ -163,29 +174,64 @@ def _finger_hold(joints: dict[str, list]) -> str | None:
     return [k for k, v in RANK.items() if v == max(rank, 1)][0]
 
 
-def _hand_facts(hand_ev: dict) -> dict:
+def _hand_facts(hand_ev: dict, frames: int) -> dict:
     """What the statements about one hand are built from, computed once per clip."""
     fingers = _finger_joints(hand_ev)
-    return {"contacts": _intra_contacts(hand_ev), "fingers": fingers,
-            "hyper": {f: _hyperextensions(j) for f, j in fingers.items()},
-            "moves": {f: _finger_movements(j) for f, j in fingers.items()},
-            "hold": {f: _finger_hold(j) for f, j in fingers.items()}}
-
-
-def _hand_statements(hand_ev: dict, frames: int, level: str, rng,
-                     facts: dict | None = None) -> list[str]:
-    """Sentences about one hand, most important first."""
-    facts = facts or _hand_facts(hand_ev)
-    out = []
-    # contacts between the thumb and the other fingertips
-    contacts = facts["contacts"]
-    groups: dict[tuple, list[str]] = {}
-    for finger, ivs in contacts.items():
+    facts = {"contacts": _intra_contacts(hand_ev), "fingers": fingers,
+             "hyper": {f: _hyperextensions(j) for f, j in fingers.items()},
+             "moves": {f: _finger_movements(j) for f, j in fingers.items()},
+             "hold": {f: _finger_hold(j) for f, j in fingers.items()}}
+    groups: dict[tuple, list] = {}  # thumb contacts with the other fingertips
+    for finger, ivs in facts["contacts"].items():
         if len(ivs) >= 2:
             key = ("repeat", len(ivs))
         else:
             key = ("once", bucket(ivs[0][0], ivs[0][1], frames))
         groups.setdefault(key, []).append((finger, ivs))
+    facts["contact_groups"] = groups
+    facts["flexion"] = {detailed: _flexion_groups(facts, frames, detailed)
+                        for detailed in (False, True)}
+    return facts
+
+
+def _flexion_groups(facts: dict, frames: int, detailed: bool) -> dict[tuple, list[str]]:
+    """Fingers grouped by what they do (a detailed caption also tells moves apart by their
+    frames): signature -> fingers."""
+    sigs: dict[tuple, list[str]] = {}
+    for finger in facts["fingers"]:
+        moves = facts["moves"][finger]
+        if not moves:
+            if facts["hyper"][finger]:
+                continue  # reported as hyperextension
+            hold = facts["hold"][finger]
+            if hold:
+                sigs.setdefault(("hold", hold), []).append(finger)
+            continue
+        bends = sum(m["dir"] == "bend" for m in moves)
+        straightens = len(moves) - bends
+        if bends >= 2 or straightens >= 2:
+            fast = "Fast" if any(m["speed"] == "Fast" for m in moves) else moves[0]["speed"]
+            sigs.setdefault(("cycle", max(bends, straightens), fast), []).append(finger)
+        elif len(moves) == 2:
+            m = moves
+            sigs.setdefault(("pair", m[0]["dir"], m[1]["dir"],
+                             bucket(m[0]["start"], m[1]["end"], frames)), []).append(finger)
+        else:
+            m = moves[0]
+            sigs.setdefault(("move", m["dir"], m["from"], m["to"], m["speed"],
+                             bucket(m["start"], m["end"], frames),
+                             (m["start"], m["end"]) if detailed else None),
+                            []).append(finger)
+    return sigs
+
+
+def _hand_statements(hand_ev: dict, frames: int, level: str, rng,
+                     facts: dict | None = None) -> list[str]:
+    """Sentences about one hand, most important first."""
+    facts = facts or _hand_facts(hand_ev, frames)
+    out = []
+    # contacts between the thumb and the other fingertips
+    groups = facts["contact_groups"]
     for key, items in groups.items():
         fingers = join_names([f for f, _ in items])
         tips = "tip" if len(items) == 1 else "tips"
@@ -229,32 +275,7 @@ def _hand_statements(hand_ev: dict, frames: int, level: str, rng,
                 text += " " + _frames(s, e)
             out.append(_sentence(text))
     # whole-finger flexion, similar fingers grouped, repetitions counted
-    sigs: dict[tuple, list[str]] = {}
-    for finger, joints in fingers.items():
-        moves = facts["moves"][finger]
-        if not moves:
-            if facts["hyper"][finger]:
-                continue  # reported above
-            hold = facts["hold"][finger]
-            if hold:
-                sigs.setdefault(("hold", hold), []).append(finger)
-            continue
-        bends = sum(m["dir"] == "bend" for m in moves)
-        straightens = len(moves) - bends
-        if bends >= 2 or straightens >= 2:
-            fast = "Fast" if any(m["speed"] == "Fast" for m in moves) else moves[0]["speed"]
-            sigs.setdefault(("cycle", max(bends, straightens), fast), []).append(finger)
-        else:
-            m = moves[0] if len(moves) == 1 else moves
-            if isinstance(m, list):
-                sigs.setdefault(("pair", m[0]["dir"], m[1]["dir"],
-                                 bucket(m[0]["start"], m[1]["end"], frames)),
-                                []).append(finger)
-            else:
-                sigs.setdefault(("move", m["dir"], m["from"], m["to"], m["speed"],
-                                 bucket(m["start"], m["end"], frames),
-                                 (m["start"], m["end"]) if level == "detailed" else None),
-                                []).append(finger)
+    sigs = facts["flexion"][level == "detailed"]
     flex_sentences = []
     for sig, group in sigs.items():
         names = join_names(group)
@@ -355,8 +376,9 @@ def _parse_tip(name: str) -> tuple[str, str]:
     return hand, finger
 
 
-def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
-    out = []
+def _relation_facts(rel: dict, frames: int) -> dict:
+    """What the statements about the two hands are built from, read once per clip (the
+    five triplets differ only in level and wording)."""
     contact_tips: set[tuple[str, str]] = set()
     # fingertip-fingertip contacts across hands, grouped by the left fingertip
     by_left: dict[tuple, list] = {}
@@ -371,38 +393,11 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
             matching.setdefault((when, len(ivs)), []).append((left[1], ivs))
         else:
             by_left.setdefault((left[1], when, len(ivs)), []).append((right[1], ivs))
-    for (when_key, n), items in matching.items():
-        when = phrase(when_key, rng)
+    for (when_key, n), items in matching.items():  # a lone matching pair joins by_left
         if len(items) == 1:
             by_left.setdefault((items[0][0], when_key, n), []).append(items[0])
-            continue
-        names = join_names([f for f, _ in items])
-        if n >= 2:
-            text = (f"the left and right {names} fingertips repeatedly touch their "
-                    f"counterparts, {when}")
-        else:
-            text = str(rng.choice([
-                f"{when}, the left {names} fingertips touch the matching right fingertips",
-                f"the left and right {names} fingertips meet pairwise {when}"]))
-        if level == "detailed":
-            text += " " + ", ".join(_frames(s, e) for s, e in items[0][1])
-        out.append(_sentence(text))
-    for (lf, when_key, n), items in by_left.items():
-        when = phrase(when_key, rng)
-        rights = join_names([r for r, _ in items])
-        tips = "tip" if len(items) == 1 else "tips"
-        if n >= 2:
-            text = f"the left {lf} tip repeatedly taps the right {rights} {tips}, {when}"
-        else:
-            text = str(rng.choice([f"{when}, the left {lf} tip touches the right {rights} "
-                                   f"{tips}",
-                                   f"the left {lf} tip makes contact with the right "
-                                   f"{rights} {tips} {when}"]))
-        if level == "detailed":
-            text += " " + ", ".join(_frames(s, e) for _, ivs in items for s, e in ivs)
-        out.append(_sentence(text))
     # fingertip-palm: contacts (grouped per hand and time), proximity only without contact
-    palm_contacts: dict[tuple, list[str]] = {}
+    palm_contacts: dict[tuple, list] = {}
     near: dict[tuple, list[str]] = {}
     for key, evs in rel.get("finger_palm_distance", {}).items():
         tip_name, palm_name = [n.strip() for n in key.split(",")]
@@ -420,7 +415,54 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
             if nears:
                 near.setdefault((hand, other, bucket(nears[0]["start"], nears[-1]["end"],
                                                      frames)), []).append(finger)
-    for (hand, other, when_key, n), items in palm_contacts.items():
+    palms = []  # per palm-palm key: contact spans, state changes, longest held state
+    for evs in rel.get("palm_palm_distance", {}).values():
+        consts = [e for e in evs if "constant_des" in e]
+        palms.append((events_lib.contact_spans(evs, frames),
+                      [e for e in evs if "start_des" in e],
+                      max(consts, key=lambda e: e["end"] - e["start"]) if consts else None))
+    return {"matching": matching, "by_left": by_left, "palm_contacts": palm_contacts,
+            "near": {k: [f for f in fingers if (k[0], f) not in contact_tips]
+                     for k, fingers in near.items()},
+            "palms": palms,
+            "position": _position_facts(rel.get("palm_palm_relative_position", {}), frames)}
+
+
+def _relation_statements(rel: dict, frames: int, level: str, rng,
+                         facts: dict | None = None) -> list[str]:
+    """Sentences about the two hands, contacts first."""
+    facts = facts or _relation_facts(rel, frames)
+    out = []
+    for (when_key, n), items in facts["matching"].items():
+        when = phrase(when_key, rng)
+        if len(items) == 1:
+            continue  # worded with the left fingertip's contacts
+        names = join_names([f for f, _ in items])
+        if n >= 2:
+            text = (f"the left and right {names} fingertips repeatedly touch their "
+                    f"counterparts, {when}")
+        else:
+            text = str(rng.choice([
+                f"{when}, the left {names} fingertips touch the matching right fingertips",
+                f"the left and right {names} fingertips meet pairwise {when}"]))
+        if level == "detailed":
+            text += " " + ", ".join(_frames(s, e) for s, e in items[0][1])
+        out.append(_sentence(text))
+    for (lf, when_key, n), items in facts["by_left"].items():
+        when = phrase(when_key, rng)
+        rights = join_names([r for r, _ in items])
+        tips = "tip" if len(items) == 1 else "tips"
+        if n >= 2:
+            text = f"the left {lf} tip repeatedly taps the right {rights} {tips}, {when}"
+        else:
+            text = str(rng.choice([f"{when}, the left {lf} tip touches the right {rights} "
+                                   f"{tips}",
+                                   f"the left {lf} tip makes contact with the right "
+                                   f"{rights} {tips} {when}"]))
+        if level == "detailed":
+            text += " " + ", ".join(_frames(s, e) for _, ivs in items for s, e in ivs)
+        out.append(_sentence(text))
+    for (hand, other, when_key, n), items in facts["palm_contacts"].items():
         when = phrase(when_key, rng)
         fingers = [f for f, _ in items]
         one = len(fingers) == 1
@@ -437,16 +479,14 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
             text += " " + "; ".join(span for _, span in items)
         out.append(_sentence(text))
     if level != "concise":
-        for (hand, other, when_key), fingers in near.items():
+        for (hand, other, when_key), fingers in facts["near"].items():
             when = phrase(when_key, rng)
-            fingers = [f for f in fingers if (hand, f) not in contact_tips]
             if fingers:
                 tips = "fingertip comes" if len(fingers) == 1 else "fingertips come"
                 out.append(_sentence(f"{when}, the {hand} {join_names(fingers)} {tips} close "
                                      f"to the {other} palm"))
     # palm-palm
-    for evs in rel.get("palm_palm_distance", {}).values():
-        cts = events_lib.contact_spans(evs, frames)
+    for cts, moves, held in facts["palms"]:
         for start, end in cts:
             when = marker(start, end, frames, rng)
             text = str(rng.choice([f"{when}, the palms press together",
@@ -454,7 +494,6 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
             if level == "detailed":
                 text += " " + _frames(start, end)
             out.append(_sentence(text))
-        moves = [e for e in evs if "start_des" in e]
         if moves and (level != "concise" or not cts):
             for e in moves[: (len(moves) if level == "detailed" else 1)]:
                 when = marker(e["start"], e["end"], frames, rng)
@@ -462,31 +501,29 @@ def _relation_statements(rel: dict, frames: int, level: str, rng) -> list[str]:
                 verb = "approach each other" if closer else "move apart"
                 out.append(_sentence(f"{when}, the hands {verb} {SPEED[e['v_des']][0]}, from "
                                      f"{e['start_des'].lower()} to {e['end_des'].lower()} range"))
-        elif not cts:
-            consts = [e for e in evs if "constant_des" in e]
-            if consts:
-                e = max(consts, key=lambda e: e["end"] - e["start"])
-                word = {"Far": "far apart", "Medium": "a moderate distance apart",
-                        "Near": "close together", "Contact": "in contact"}[e["constant_des"]]
-                when = marker(e["start"], e["end"], frames, rng)
-                out.append(_sentence(str(rng.choice([f"the hands stay {word} {when}",
-                                                     f"{when}, the hands remain {word}"]))))
-    out.extend(_position_statements(rel.get("palm_palm_relative_position", {}), frames, level,
-                                    rng))
+        elif not cts and held is not None:
+            word = {"Far": "far apart", "Medium": "a moderate distance apart",
+                    "Near": "close together", "Contact": "in contact"}[held["constant_des"]]
+            when = marker(held["start"], held["end"], frames, rng)
+            out.append(_sentence(str(rng.choice([f"the hands stay {word} {when}",
+                                                 f"{when}, the hands remain {word}"]))))
+    out.extend(_position_statements(facts["position"], frames, level, rng))
     return out
 
 
 PALM_RANK = {"Contact": 0, "Near": 1, "Medium": 2, "Far": 3}
 POSITION_WORDS = {"RIGHT": "to the right of", "LEFT": "to the left of", "FRONT": "in front of",
                   "BACK": "behind", "UP": "above", "DOWN": "below"}
+_POSITION = re.compile(r"to the (\w+) of")
 
 
-def _position_statements(pos: dict, frames: int, level: str, rng) -> list[str]:
+def _position_facts(pos: dict, frames: int) -> tuple[list, list]:
+    """Steady relative positions (words) and changes ((first, last) words, or (word, event))."""
     steady, changes = [], []
     for axis, evs in pos.items():
         words = []
         for e in evs:
-            match = re.search(r"to the (\w+) of", e.get("constant_des") or e["end_des"])
+            match = _POSITION.search(e.get("constant_des") or e["end_des"])
             words.append((POSITION_WORDS[match.group(1)] if match else None, e))
         named = [(w, e) for w, e in words if w]
         if not named:
@@ -499,6 +536,11 @@ def _position_statements(pos: dict, frames: int, level: str, rng) -> list[str]:
         else:
             w, e = max(named, key=lambda x: x[1]["end"] - x[1]["start"])
             changes.append((w, e))
+    return steady, changes
+
+
+def _position_statements(facts: tuple[list, list], frames: int, level: str, rng) -> list[str]:
+    steady, changes = facts
     out = []
     if steady:
         when = str(rng.choice(["throughout", "the whole time", "for the entire clip"]))
@@ -520,16 +562,17 @@ def _position_statements(pos: dict, frames: int, level: str, rng) -> list[str]:
 def describe(doc: dict, seed: int = 0, name: str = "") -> list[dict[str, str]]:
     """Five caption triplets for one clip's event JSON (deterministic for seed and name)."""
     frames = int(doc["frame_count"])
-    facts = [_hand_facts(doc[f"{side}_hand_events"]) for side in ("left", "right")]
+    facts = [_hand_facts(doc[f"{side}_hand_events"], frames) for side in ("left", "right")]
+    relation = _relation_facts(doc["two_hand_relationships"], frames)
     out = []
     for k, level in enumerate(LEVELS):
         rng = _rng(seed, name, k)
         left = _hand_statements(doc["left_hand_events"], frames, level, rng, facts[0])
         right = _hand_statements(doc["right_hand_events"], frames, level, rng, facts[1])
-        rel = _relation_statements(doc["two_hand_relationships"], frames, level, rng)
+        rel = _relation_statements(doc["two_hand_relationships"], frames, level, rng, relation)
         if not rel:
             rel = [_sentence("the hands do not interact")]
-        left, right = [re.sub(r"\s+", " ", " ".join(x)).replace(" ,", ",").replace(" .", ".")
+        left, right = [_squash(" ".join(x)).replace(" ,", ",").replace(" .", ".")
                        .replace("The all ", "All ").replace("the all ", "all ")
                        for x in (left, right)]
         out.append({"left": left, "right": right,

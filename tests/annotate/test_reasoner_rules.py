@@ -85,3 +85,8 @@ def test_contact_replaces_proximity_for_the_same_fingertip():
         for sentence in re.split(r"(?<=\.)\s+", rel):
             if "index" in sentence:
                 assert "close to" not in sentence and "near" not in sentence
+
+
+def test_squash_is_the_regex_whitespace_collapse():
+    for text in ("", " ", "   ", "a", " a", "a ", "  a  b\t\nc  ", "x\u00a0 y", "the thumb  stays"):
+        assert R._squash(text) == re.sub(r"\s+", " ", text), repr(text)
