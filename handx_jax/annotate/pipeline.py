@@ -14,6 +14,8 @@ import json
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable
+
 from handx_jax import atomic
 
 import numpy as np
@@ -97,16 +99,26 @@ def clip_event_docs(clips: dict[str, dict], batch_size: int = 512,
 
 def rules_docs_and_captions(clips: dict[str, dict], seed: int = 0, workers: int = 2,
                             batch_size: int = 256, progress: bool = True,
-                            source: str = "clips", docs: bool = True
+                            source: str = "clips", docs: bool = True,
+                            check: Callable[[], None] | None = None
                             ) -> tuple[dict[str, dict] | None, dict[str, list]]:
     """Event JSON and rules captions of every clip, batches spread over `workers` processes
     (features, events and captions of a batch in one task). Forked workers read the motion
     from this process's memory, so only captions travel back (and the event JSON, unless
-    `docs=False`: then None is returned in its place)."""
+    `docs=False`: then None is returned in its place).
+
+    `check` (input validation) runs in this process while the workers compute, and first
+    when the clips cannot even be batched; what it raises cancels the batches not started.
+    """
     global _FORKED_CLIPS
     out_docs: dict[str, dict] = {}
     captions: dict[str, list] = {}
-    batches = _batches(clips, batch_size, source)
+    try:
+        batches = _batches(clips, batch_size, source)
+    except features_lib.FeatureError:
+        if check is not None:
+            check()  # its message, naming the first bad clip, as when it ran first
+        raise
     # fork is cheapest, but not once JAX (multithreaded) is loaded in this process
     fork = "fork" in multiprocessing.get_all_start_methods() and "jax" not in sys.modules
     context = multiprocessing.get_context("fork" if fork else "spawn")
@@ -117,7 +129,14 @@ def rules_docs_and_captions(clips: dict[str, dict], seed: int = 0, workers: int 
     try:
         with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=context,
                                                     initializer=_worker_init) as pool:
-            for chunk, (chunk_docs, chunk_caps) in zip(batches, pool.map(_rules_chunk, jobs)):
+            results = pool.map(_rules_chunk, jobs)
+            if check is not None:
+                try:
+                    check()
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+            for chunk, (chunk_docs, chunk_caps) in zip(batches, results):
                 if docs:
                     out_docs.update(zip(chunk, chunk_docs))
                 captions.update(zip(chunk, chunk_caps))
@@ -201,9 +220,8 @@ def annotate_file(src: str, out: str, backend: str = "rules", seed: int = 0, *,
     Returns a report dict: counts, failed clips with reasons, LLM requests and cache hits,
     and the files written. `llm_kwargs` are LLMConfig fields (url, model, key_env, ...).
     """
-    from handx_jax.data import handx_format, store, validate
+    from handx_jax.data import store
     clips = store.load_any(src)
-    validate.refuse_bad_motion(clips, src)  # e.g. millimetres: the same check as validate
     # Events and captions create millions of small dicts and strings that never form cycles;
     # the cyclic collector would rescan all of them again and again.
     gc_was_enabled = gc.isenabled()
@@ -222,12 +240,17 @@ def _annotate_clips(clips: dict, src: str, out: str, backend: str, seed: int, *,
                     concurrency: int, cache: str | None, allow_partial: bool,
                     events_out: str | None, progress: bool, llm_config: LLMConfig | None,
                     template: str | None, workers: int = 1, **llm_kwargs) -> dict:
-    from handx_jax.data import handx_format, store
+    from handx_jax.data import handx_format, store, validate
+
+    def check() -> None:  # e.g. millimetres: the same check as `handx data validate`
+        validate.refuse_bad_motion(clips, src)
+
     rules_parallel = backend == "rules" and workers > 1 and len(clips) > 256
-    if rules_parallel:
+    if rules_parallel:  # the input is checked while the workers start on it
         docs, ready = rules_docs_and_captions(clips, seed, workers, progress=progress, source=src,
-                                              docs=bool(events_out))
+                                              docs=bool(events_out), check=check)
     else:
+        check()
         docs = clip_event_docs(clips, progress=progress, source=src)
     if events_out:
         _atomic_write_text(events_out, "".join(

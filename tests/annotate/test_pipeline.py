@@ -87,3 +87,20 @@ def test_parallel_rules_equal_serial():
     none, same = pipeline.rules_docs_and_captions(clips, seed=3, workers=2, batch_size=4,
                                                   progress=False, docs=False)
     assert none is None and same == captions
+
+
+def test_parallel_path_refuses_bad_motion_before_writing(tmp_path, capsys):
+    """With the rules workers (> 256 clips) the input check runs while they compute; a clip
+    in millimetres or with NaN is still refused by name and nothing is written."""
+    motion, _, _ = H.still_clip(frames=8)
+    clips = {f"c{i:03d}": {"motion": motion} for i in range(300)}
+    for bad, value in (("c123", motion * 1000.0), ("c007", np.where(motion > 0.1, np.nan,
+                                                                    motion))):
+        src = str(tmp_path / f"{bad}.clips.npz")
+        store.save_clips(src, {**clips, bad: {"motion": value.astype(np.float32)}})
+        out = tmp_path / f"out_{bad}.clips.npz"
+        code = cli.main(["annotate", "--src", src, "--out", str(out), "--workers", "2",
+                         "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 1 and f"clip '{bad}'" in err and src in err, err
+        assert not out.exists()
