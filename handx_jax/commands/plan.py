@@ -75,6 +75,8 @@ def prepare_devices(num_devices: int | None, topology: str | None) -> bool:
         # (with libtpu installed it would otherwise look for TPU chips first).
         if not started:
             os.environ["JAX_PLATFORMS"] = "cpu"
+        # Compiling only: several processes may load libtpu at once (else its lockfile refuses).
+        os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
         return True
     if not started:
         flags = re.sub(rf"{DEVICE_FLAG}=\d+", "", os.environ.get("XLA_FLAGS", ""))
@@ -146,17 +148,25 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = _load(args.config, args.config_overrides)
         devices = plan_lib.target_devices(args.devices, args.topology)
-        reports = []
+        reports, too_big = [], []
         for mesh in _meshes(args, config, len(devices)):
-            result = plan_lib.plan(plan_lib.set_mesh(config, mesh), len(devices), topology=args.topology)
+            try:
+                result = plan_lib.plan(plan_lib.set_mesh(config, mesh), len(devices), topology=args.topology)
+            except plan_lib.DoesNotFit as err:  # the other meshes may fit: go on
+                too_big.append(str(err))
+                continue
             reports.append(result.report)
             del result
     except (plan_lib.PlanError, ValueError, KeyError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(plan_lib.format_reports(reports, [reports[0]["accelerator"]] if reports[0].get("accelerator") else None))
-    _write_json(args.json, {"config": args.config, "overrides": list(args.config_overrides or []), "plans": reports})
-    return 0
+    if reports:
+        print(plan_lib.format_reports(reports, [reports[0]["accelerator"]] if reports[0].get("accelerator") else None))
+    for text in too_big:
+        print(f"error: {text}")
+    _write_json(args.json, {"config": args.config, "overrides": list(args.config_overrides or []), "plans": reports,
+                            "does_not_fit": too_big})
+    return 1 if too_big else 0
 
 
 def _run_sweep(args: argparse.Namespace) -> int:

@@ -56,6 +56,10 @@ class PlanError(ValueError):
     """A plan that cannot be made; the one-line message names the field to change."""
 
 
+class DoesNotFit(PlanError):
+    """The target's compiler (TPU) ran out of device memory compiling the step."""
+
+
 # -- meshes ------------------------------------------------------------------------------
 
 def sharded_dims(abstract_boxed_params: Any) -> list[tuple[str, tuple[int, ...], int, str, tuple[str, ...]]]:
@@ -316,7 +320,13 @@ def plan(config: Any, num_devices: int | None = None, *, topology: str | None = 
     config = config.copy_and_resolve_references()
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = sizes
     trainer = _abstract_trainer_class()(config, workdir="", devices=devices, example_batch=batch)
-    compiled = trainer.compile()
+    try:
+        compiled = trainer.compile()
+    except Exception as err:  # the TPU compiler refuses a step that overflows HBM
+        if "RESOURCE_EXHAUSTED" not in str(err):
+            raise
+        raise DoesNotFit(f"mesh {format_mesh(sizes)} on {topology or f'{n} devices'} does not fit: "
+                         f"{str(err).strip().splitlines()[0]}") from None
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost

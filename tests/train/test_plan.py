@@ -223,6 +223,19 @@ def test_plan_compiled_by_the_tpu_compiler_for_a_v5e_topology(spec, tmp_path):
     assert d["collective_bytes"].get("all-gather", 0) > 0  # fsdp gathers the parameters
 
 
+@pytest.mark.skipif(not HAS_LIBTPU, reason="needs libtpu: pip install -e '.[tpu-plan]'")
+def test_tpu_compiler_refuses_a_step_over_hbm(tmp_path, capsys):
+    """Batch 262144 of the tiny config needs ~43 GB of temporaries per v5e chip (16 GiB):
+    the TPU compiler says so, and the plan reports it per mesh (exit status 1)."""
+    out = tmp_path / "plan.json"
+    rc = cli.main(["plan", "--config", TINY, "--topology", "v5e:2x2", "--mesh", "data=4", "--json", str(out),
+                   "--config.train.batch_size=262144"])
+    payload = json.loads(out.read_text())
+    assert rc == 1 and payload["plans"] == [] and len(payload["does_not_fit"]) == 1
+    assert "mesh data=4,fsdp=1,tensor=1 on v5e:2x2 does not fit: RESOURCE_EXHAUSTED" in payload["does_not_fit"][0]
+    assert "exceeds available HBM" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("mesh,fragment", [
     ("data=2,fsdp=x", "fsdp must be an integer"),
     ("model=2", "items must look like data=N"),
