@@ -295,7 +295,7 @@ def run_quickstart(out: str, settings: Settings) -> dict:
                 row, step = name, family_step
         result = driver.evaluate(ev, gt_motion, captions, gens, replications=s.replications, seed=s.seed,
                                  mm_texts=s.mm_texts, mm_generations=s.mm_generations,
-                                 heldout=(held_motion, held_captions))
+                                 heldout=(held_motion, held_captions), project=True)
         result["meta"].update({"workdir": run_dir, "step": step, "sample_steps": s.sample_steps,
                                "guidance": s.guidance, "data_dir": data,
                                "families": {f: r[0] for f, r in runs.items()}})

@@ -60,10 +60,16 @@ def test_tiny_quickstart_end_to_end(tmp_path):
     for name in ("report", "gif", "samples", "metrics", "table", "fsq", "autoregressive"):
         assert os.path.exists(paths[name]), name
     rows = summary["result"]["rows"]
-    assert list(rows)[0] == "ground truth" and len(rows) == 6  # gt, held-out, 2 x (trained, untrained)
+    # gt, held-out, 2 families x (trained, untrained), each also projected onto the hand model
+    assert list(rows)[0] == "ground truth" and len(rows) == 10
     for family in ("diffusion", "autoregressive"):
-        assert sum(name.startswith(family) for name in rows) == 2, list(rows)
+        assert sum(name.startswith(family) for name in rows) == 4, list(rows)
         assert all(0.0 <= rows[n]["R@3"]["mean"] <= 1.0 for n in rows if n.startswith(family))
+    projected = [name for name in rows if name.endswith(", projected")]
+    assert len(projected) == 4 and all(name[:-len(", projected")] in rows for name in projected)
+    for name in projected:  # constant bones, no joint past its limit; the raw rows have both wrong
+        assert rows[name]["BoneDev_mm"]["mean"] < 1e-3 and rows[name]["JointLimit"]["mean"] == 0.0
+        assert rows[name[:-len(", projected")]]["BoneDev_mm"]["mean"] > 0.1
     assert rows["ground truth"]["C_F1_inter"]["mean"] == 1.0
     sanity = summary["result"]["sanity"]
     assert sanity["contact_clips"] == quickstart.TINY.num_test and sanity["C_F1_intra_self"] == 1.0
@@ -72,7 +78,7 @@ def test_tiny_quickstart_end_to_end(tmp_path):
     assert set(written["seconds"]) >= {"evaluation", "GIF"} and written["total_seconds"] > 0
     with open(paths["report"]) as f:
         text = f.read()
-    assert "| ground truth |" in text and paths["gif"] in text
+    assert "| ground truth |" in text and paths["gif"] in text and ", projected |" in text
 
     # `handx evaluate` on the run the quickstart trained, at a named checkpoint.
     from handx_jax import cli
