@@ -33,6 +33,10 @@ def register(subparsers) -> None:
     s.add_argument("--project", action="store_true",
                    help="kinematic projection of every sample: constant bone lengths per clip, joint angles "
                         "within the hand model's limits (handx_jax.hand.projection)")
+    s.add_argument("--refine-contacts", action="store_true",
+                   help="project (as --project), then close the fingertip contacts the prompt states (thumb on "
+                        "a fingertip, fingertips on the other palm) where the sample comes closest, bones and "
+                        "joint limits kept (handx_jax.hand.contacts)")
     s.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     s.add_argument("--no-ema", action="store_true", help="use the raw rather than the EMA parameters")
     s.add_argument("--out", required=True, help="output .npz (HandX release format)")
@@ -144,12 +148,21 @@ def run_sample(args: argparse.Namespace) -> int:
         motion = family.load_sampler(args.workdir, step=args.step)(
             prompts, num_per_text=args.num, seed=args.seed, batch_size=args.batch_size, progress=True,
             **family.check_options(options))
-    if getattr(args, "project", False):
+    if getattr(args, "project", False) or getattr(args, "refine_contacts", False):
         from handx_jax.hand import projection
 
         result = projection.project(motion)
         motion = result.motion
         print(f"projected onto the hand model: mean joint change {1e3 * result.error.mean():.2f} mm")
+        if getattr(args, "refine_contacts", False):
+            from handx_jax.hand import contacts
+
+            intra, inter = (np.repeat(named, args.num, axis=0) for named in contacts.prompt_contacts(prompts))
+            refined = contacts.refine_contacts(motion, base=result, intra_named=intra, inter_named=inter)
+            motion = refined.motion
+            print(f"contacts refined: {int(refined.intra_captured.sum())} thumb-fingertip and "
+                  f"{int(refined.inter_captured.sum())} fingertip-palm pairs pulled, mean joint change "
+                  f"{1e3 * refined.moved.mean():.2f} mm")
     clips = _save(args.out, _prompt_clips(prompts, motion, args.num))
     print(f"wrote {len(clips)} clips of shape {tuple(motion.shape[1:])} to {args.out}")
     return _view(args, 0)

@@ -47,9 +47,9 @@ for _f in range(5):
     for _k in range(4):
         ANCESTOR[_CHAIN_JOINTS[_f, _k], _CHAIN_BONES[_f, :_k + 1]] = 1.0
 _PALM = np.array([0] + [skeleton.CHAINS[f][1] for f in skeleton.FINGERS])  # wrist, CMC, 4 MCPs
-_MIRROR = np.array([-1.0, 1.0, 1.0], np.float32)
+MIRROR = np.array([-1.0, 1.0, 1.0], np.float32)
 LENGTH_RANGE = (0.25, 4.0)
-THUMB_MCP_SAFE = float(np.deg2rad(44.0))  # see `_safe_thumb`
+THUMB_MCP_SAFE = float(np.deg2rad(44.0))  # see `safe_thumb`
 _THUMB_META = skeleton.CHAINS["thumb"][2] - 1  # bone CMC -> MCP
 _THUMB_PROX = skeleton.CHAINS["thumb"][3] - 1  # bone MCP -> IP  # fitted lengths stay within these multiples of the rest table
 
@@ -62,6 +62,10 @@ class Projection(NamedTuple):
     flexion: np.ndarray  # (N, T, 2, 5, 3) radians, within kinematics.FLEXION_LIMITS
     abduction: np.ndarray  # (N, T, 2, 5) radians, within kinematics.ABDUCTION_LIMITS
     error: np.ndarray  # (N,) mean per-joint distance (metres) between input and projection
+    # Wrist pose of the fit in each hand's own frame: the left hand's belongs to its mirror
+    # image (x -> -x), a right hand, as `right_hand_fk` poses it.
+    wrist_rot: np.ndarray | None = None  # (N, T, 2, 3, 3)
+    wrist_pos: np.ndarray | None = None  # (N, T, 2, 3)
 
 
 def bone_vectors(flexion, abduction):
@@ -117,11 +121,12 @@ def _initial_angles(rel):
     return jnp.concatenate([flex.reshape(flex.shape[:-2] + (15,)), abd], axis=-1)
 
 
-def _clip_angles(angles):
+def clip_angles(angles):
+    """Angles (..., 20) [flexion 15, abduction 5] clipped into the joint-limit box."""
     return jnp.clip(angles, jnp.asarray(_LOWER, angles.dtype), jnp.asarray(_UPPER, angles.dtype))
 
 
-def _safe_thumb(angles):
+def safe_thumb(angles):
     """Box-clipped angles whose thumb MCP also reads inside the joint-limit metric.
 
     HandX measures the thumb MCP as the 3-D angle between the metacarpal and the proximal
@@ -130,7 +135,7 @@ def _safe_thumb(angles):
     the metric's -45 degrees. Unless the sign is clearly positive, the MCP bend is capped at
     `THUMB_MCP_SAFE` (the 3-D angle never exceeds the bend, so the reading stays inside).
     """
-    angles = _clip_angles(angles)
+    angles = clip_angles(angles)
     flex = angles[..., :15].reshape(angles.shape[:-1] + (5, 3))
     dirs = bone_vectors(flex, angles[..., 15:])
     a, b = dirs[..., _THUMB_META, :], dirs[..., _THUMB_PROX, :]
@@ -212,9 +217,9 @@ def _lm_frame(target, angles, rot, pos, lengths, iters: int, damping: float):
         lhs = jtj + damping * (jnp.diag(jnp.diag(jtj)) + 1e-6 * jnp.eye(26, dtype=jac.dtype))
         delta = -jnp.linalg.solve(lhs, (jac.T @ res)[:, None])[:, 0]
         rot = rot @ _rodrigues(delta[:3])
-        return (_clip_angles(angles + delta[6:]), rot, pos + delta[3:6]), None
+        return (clip_angles(angles + delta[6:]), rot, pos + delta[3:6]), None
 
-    (angles, rot, pos), _ = jax.lax.scan(step, (_clip_angles(angles), rot, pos), None, length=iters)
+    (angles, rot, pos), _ = jax.lax.scan(step, (clip_angles(angles), rot, pos), None, length=iters)
     return angles, rot, pos
 
 
@@ -251,12 +256,12 @@ def _project_hands(hands, rounds: int, iters: int, damping: float):
                                     in_axes=(0, 0, 0, 0, None)))
     for _ in range(rounds):
         angles, rot, pos = frame_solve(hands, angles, rot, pos, lengths)
-        angles = _safe_thumb(angles)
+        angles = safe_thumb(angles)
         lengths = jax.vmap(_fit_lengths)(hands, angles, rot, pos)
     angles, rot, pos = frame_solve(hands, angles, rot, pos, lengths)
-    angles = _safe_thumb(angles)
+    angles = safe_thumb(angles)
     joints = right_hand_fk(angles, rot, pos, lengths[:, None, :])
-    return joints, lengths, angles
+    return joints, lengths, angles, rot, pos
 
 
 def project(motion, *, rounds: int = 1, iters: int = 3, damping: float = 1e-2, batch_size: int = 256) -> Projection:
@@ -273,7 +278,7 @@ def project(motion, *, rounds: int = 1, iters: int = 3, damping: float = 1e-2, b
         raise ValueError(f"project: clip {bad} has NaN or infinite joint positions")
     n, t = motion.shape[:2]
     # Both hands as right hands: mirror the left (hand axis 0) in x.
-    mirror = np.stack([_MIRROR, np.ones(3, np.float32)])[:, None, :]  # (2, 1, 3)
+    mirror = np.stack([MIRROR, np.ones(3, np.float32)])[:, None, :]  # (2, 1, 3)
     hands = (motion * mirror).transpose(0, 2, 1, 3, 4).reshape(n * 2, t, 21, 3)
     step = max(1, min(int(batch_size), n)) * 2
     outs = []
@@ -284,12 +289,13 @@ def project(motion, *, rounds: int = 1, iters: int = 3, damping: float = 1e-2, b
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
         res = _project_hands(jnp.asarray(chunk), rounds=rounds, iters=iters, damping=damping)
         outs.append([np.asarray(r)[:step - pad] for r in res])
-    joints, lengths, angles = (np.concatenate(parts) for parts in zip(*outs))
+    joints, lengths, angles, rot, pos = (np.concatenate(parts) for parts in zip(*outs))
     joints = joints.reshape(n, 2, t, 21, 3).transpose(0, 2, 1, 3, 4) * mirror
     angles = angles.reshape(n, 2, t, 20).transpose(0, 2, 1, 3)
     error = np.linalg.norm(joints - motion, axis=-1).mean(axis=(1, 2, 3))
     return Projection(joints.astype(np.float32), lengths.reshape(n, 2, NUM_BONES),
-                      angles[..., :15].reshape(n, t, 2, 5, 3), angles[..., 15:], error)
+                      angles[..., :15].reshape(n, t, 2, 5, 3), angles[..., 15:], error,
+                      rot.reshape(n, 2, t, 3, 3).transpose(0, 2, 1, 3, 4), pos.reshape(n, 2, t, 3).transpose(0, 2, 1, 3))
 
 
 def project_motion(motion, **kwargs) -> np.ndarray:
