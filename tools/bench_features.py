@@ -5,6 +5,12 @@ available, else from a built-in random hand model; the clip source is printed. B
 held to one thread per worker so `--workers 2` means two cores.
 
     python tools/bench_features.py --clips 4000 --workers 2
+
+With `--src FILE`: CPU time per stage of `handx annotate --backend rules` on that clip file,
+one core, every stage once over all clips (loading, the input check, each feature, the
+features as annotation computes them, events, captions, writing both output formats):
+
+    python tools/bench_features.py --src DIR/train.clips.npz
 """
 
 import argparse
@@ -57,6 +63,70 @@ def random_hands(count: int, seed: int) -> np.ndarray:
     return motion
 
 
+def stage_profile(src: str, out_dir: str | None = None) -> None:
+    """Print the CPU seconds and ms per clip of every annotation stage on the clips of `src`."""
+    import inspect
+    import tempfile
+
+    from handx_jax.annotate import events, features, pipeline, reasoner_rules
+    from handx_jax.data import handx_format, store, validate
+    from handx_jax.hand import geometry as G
+
+    rows = []
+
+    def stage(name, fn):
+        start = time.process_time()
+        result = fn()
+        rows.append((name, time.process_time() - start))
+        return result
+
+    clips = stage("load", lambda: store.load_any(src))
+    stage("input check", lambda: validate.refuse_bad_motion(clips, src))
+    names = [n for batch in pipeline._batches(clips, 256, src) for n in batch]
+    motion = pipeline._motion(clips, names)
+    n = len(names)
+    parts = {"flexion": lambda m: G.flexion_angles(m),
+             "spacing": lambda m: G.spacing_angles(m),
+             "fingertip distances": lambda m: (G.intra_tip_distances(m),
+                                               G.inter_tip_distances(m)),
+             "fingertip-palm (every tip)": lambda m: G.tip_to_other_palm(m),
+             "palm-palm (every clip)": lambda m: G.palm_palm_distance(
+                 m[..., G.PALM_CORNERS, :][..., 0, :, :], m[..., G.PALM_CORNERS, :][..., 1, :, :])}
+    for name, fn in parts.items():
+        stage("  " + name, lambda: [fn(motion[lo:lo + 64]) for lo in range(0, n, 64)])
+    stage("features, all measured", lambda: features.extract_features(motion))
+    pruned = "exact" in inspect.signature(features.extract_features).parameters
+    batches = range(0, n, 256)
+    feats = stage("features for annotation" + ("" if pruned else " (all measured)"),
+                  lambda: [features.extract_features(motion[lo:lo + 256],
+                                                     **({"exact": False} if pruned else {}))
+                           for lo in batches])
+    docs = stage("events", lambda: [d for f in feats for d in events.batch_events(f)])
+    captions = stage("rules captions", lambda: [reasoner_rules.describe(d, seed=0, name=c)
+                                                for d, c in zip(docs, names)])
+    annotated = {}
+    for name, triplets in zip(names, captions):
+        annotated[name] = dict(clips[name], left_annotation=[t["left"] for t in triplets],
+                               right_annotation=[t["right"] for t in triplets],
+                               interaction_annotation=[t["two_hands_relation"]
+                                                       for t in triplets])
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        stage("write HandX format", lambda: handx_format.save_handx(
+            os.path.join(tmp, "out.npz"), annotated))
+        stage("write .clips.npz", lambda: store.save_clips(
+            os.path.join(tmp, "out.clips.npz"), annotated))
+    print(f"{n} clips from {src}; CPU time per stage on one core (BLAS one thread)")
+    print(f"{'stage':<40}{'CPU s':>8}{'ms/clip':>9}")
+    for name, seconds in rows:
+        print(f"{name:<40}{seconds:>8.2f}{1000 * seconds / n:>9.3f}")
+    total = sum(s for name, s in rows if not name.startswith(("  ", "features, all")))
+    print(f"{'annotation stages together':<40}{total:>8.2f}{1000 * total / n:>9.3f}")
+    try:
+        print("load average: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    except OSError:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=4000)
@@ -65,7 +135,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=256)
     parser.add_argument("--events-clips", type=int, default=500)
     parser.add_argument("--source", choices=("auto", "synthetic", "random"), default="auto")
+    parser.add_argument("--src", default=None,
+                        help="clip file: print the per-stage CPU profile of the annotation")
     args = parser.parse_args()
+    if args.src:
+        stage_profile(args.src)
+        return
 
     from handx_jax.annotate import events, features, reasoner_rules
 
