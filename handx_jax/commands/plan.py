@@ -30,7 +30,9 @@ def register_sweep(sweep_subparsers) -> None:
     _device_args(p)
     p.add_argument("--memory-gib", type=float, default=None,
                    help="flag points needing more per-device memory (default: the HBM of --accelerator)")
-    p.add_argument("--accelerator", default="H100", help="accelerator of the estimates and the default memory limit")
+    p.add_argument("--accelerator", default=None,
+                   help="accelerator of the estimates and the default memory limit (default: the --topology's "
+                        "chip, else H100)")
     p.set_defaults(func=run_sweep)
 
 
@@ -178,6 +180,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
     jax_setup.setup()
     try:
+        if args.accelerator is None:
+            args.accelerator = plan_lib.parse_topology(args.topology)[2] if args.topology else "H100"
         if args.accelerator not in plan_lib.ACCELERATORS:
             raise plan_lib.PlanError(f"--accelerator {args.accelerator!r}: choose one of {', '.join(plan_lib.ACCELERATORS)}")
         sweep = sweeps.load_sweep(args.sweep)
