@@ -1,24 +1,24 @@
-"""Contact refinement: close the near-contacts of a generated motion, kinematically valid.
+"""Contact refinement: close the fingertip contacts of a generated motion, kinematically valid.
 
-Generated fingertips often come within a few centimetres of a contact and stop there, below
-the resolution of a loss averaged over every joint; the contact labels (thumb tip to another
-tip of its hand < `descriptors.INTRA_CONTACT_M`, a fingertip to the closest point of the
-other palm < `descriptors.INTER_CONTACT_M`) then never fire. `refine_contacts`:
+Generated fingertips rarely close the last centimetres of a contact, so the contact labels
+(thumb tip to another tip of its hand < `descriptors.INTRA_CONTACT_M`, a fingertip to the
+closest point of the other palm < `descriptors.INTER_CONTACT_M`) seldom fire. `refine_contacts`:
 
 1. projects the motion onto the hand model (`projection.project`);
-2. per clip, hand and pair reads the distance of every frame; a pair is *captured* when it
-   stays within the capture radius for `min_frames` consecutive frames;
-3. gives a captured pair a target distance per frame: `touch` while it is within the radius,
-   rising linearly back to the distance itself at radius + `release`, so the pull fades in
-   and out with the motion instead of jumping;
-4. per frame with a pulled pair, a few damped Gauss-Newton steps over the wrist pose and the
-   20 joint angles (bone lengths of step 1 fixed) minimise the squared distance to the
-   projected joints plus `weight` x the squared excess of each pulled pair over its target;
-   angles stay in the joint-limit box, the other hand's palm is held where the previous
-   round left it.
+2. chooses the pairs to close: those the prompt states (`prompt_contacts`: "the thumb touches
+   the index tip", "the left index fingertip presses against the right palm"), pulled where
+   they come within `named_margin` of their closest approach; optionally (radii > 0) also
+   pairs that stay within a capture radius for `min_frames` consecutive frames;
+3. gives each pulled pair a target distance per frame: `touch` inside its radius, rising
+   linearly back to the distance itself over `release` beyond it;
+4. per frame with a pulled pair, damped Gauss-Newton steps over the wrist pose and the 20
+   joint angles (bone lengths of step 1 fixed) minimise the squared distance to the projected
+   joints plus `weight` x the squared excess of each pulled pair over its target; angles stay
+   in the joint-limit box, the other hand's palm is held where the previous round left it;
+5. smooths each refined hand's change of pose over frames (frames are solved one by one).
 
 The result is forward kinematics of the hand model again: constant bones per clip, every
-angle inside its limits; frames without a pulled pair are the projection unchanged.
+angle inside its limits; hands without a pulled pair are the projection unchanged.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class ContactSettings(NamedTuple):
     inter_touch: float = 0.6 * descriptors.INTER_CONTACT_M
     release: float = 0.015  # the pull fades out over this much distance beyond the radius
     named_margin: float = 0.02  # a pair the prompt names is pulled where it is within this of its closest
+    clearance: float = 1.25 * descriptors.INTRA_CONTACT_M  # thumb pairs kept apart stay this far
+    apart_unnamed: bool = True  # with named pairs: a thumb pair the prompt does not name is kept apart
     smooth: float = 2.0  # Gaussian sigma (frames) over each refined hand's change of pose; 0 = off
     weight: float = 1e4  # pull weight against the per-coordinate distance to the projection
     iters: int = 20  # Gauss-Newton steps per round
@@ -130,7 +132,8 @@ def _pair_terms(dist, diff, target, jac_diff, sqrt_weight):
     return res, rows
 
 
-def _solve_frame(ref, angles, rot, pos, lengths, intra_target, inter_target, palm, *, iters, damping, weight):
+def _solve_frame(ref, angles, rot, pos, lengths, intra_target, intra_clear, inter_target, palm, *, iters, damping,
+                 weight):
     """One right hand (or mirrored left): pose pulled towards its targets, near `ref` (21, 3)."""
     sqrt_weight = jnp.sqrt(jnp.asarray(weight, ref.dtype))
 
@@ -139,15 +142,20 @@ def _solve_frame(ref, angles, rot, pos, lengths, intra_target, inter_target, pal
         local, jac = projection.pose_jacobian(angles, rot, lengths)  # (21, 3), (21, 3, 26)
         joints = local + pos
         tip_diff = joints[TIPS[0]] - joints[TIPS[1:]]  # thumb minus the other tips (4, 3)
-        intra = _pair_terms(jnp.sqrt(jnp.sum(tip_diff * tip_diff, -1)), tip_diff, intra_target,
-                            jac[TIPS[0]][None] - jac[TIPS[1:]], sqrt_weight)
+        tip_dist = jnp.sqrt(jnp.sum(tip_diff * tip_diff, -1))
+        tip_jac = jac[TIPS[0]][None] - jac[TIPS[1:]]
+        intra = _pair_terms(tip_dist, tip_diff, intra_target, tip_jac, sqrt_weight)
+        close = tip_dist < intra_clear  # the other way round: keep d >= clear
+        unit = tip_diff / jnp.maximum(tip_dist, 1e-9)[:, None]
+        clear = (sqrt_weight * jnp.where(close, intra_clear - tip_dist, 0.0),
+                 -sqrt_weight * close[:, None] * jnp.einsum("pi,pik->pk", unit, tip_jac))
         tips = joints[TIPS]
         nearest = palm[jnp.argmin(jnp.sum((tips[:, None, :] - palm[None]) ** 2, -1), axis=1)]  # (5, 3)
         palm_diff = tips - nearest
         inter = _pair_terms(jnp.sqrt(jnp.sum(palm_diff * palm_diff, -1)), palm_diff, inter_target,
                             jac[TIPS], sqrt_weight)
-        res = jnp.concatenate([(joints - ref).reshape(-1), intra[0], inter[0]])
-        rows = jnp.concatenate([jac.reshape(-1, 26), intra[1], inter[1]])
+        res = jnp.concatenate([(joints - ref).reshape(-1), intra[0], clear[0], inter[0]])
+        rows = jnp.concatenate([jac.reshape(-1, 26), intra[1], clear[1], inter[1]])
         jtj = rows.T @ rows
         lhs = jtj + damping * (jnp.diag(jnp.diag(jtj)) + 1e-6 * jnp.eye(26, dtype=jtj.dtype))
         delta = -jnp.linalg.solve(lhs, (rows.T @ res)[:, None])[:, 0]
@@ -160,10 +168,10 @@ def _solve_frame(ref, angles, rot, pos, lengths, intra_target, inter_target, pal
 
 
 @functools.partial(jax.jit, static_argnames=("iters",))
-def _solve_frames(ref, angles, rot, pos, lengths, intra_target, inter_target, palm, iters: int, damping: float,
-                  weight: float):
+def _solve_frames(ref, angles, rot, pos, lengths, intra_target, intra_clear, inter_target, palm, iters: int,
+                  damping: float, weight: float):
     solve = functools.partial(_solve_frame, iters=iters, damping=damping, weight=weight)
-    return jax.vmap(solve)(ref, angles, rot, pos, lengths, intra_target, inter_target, palm)
+    return jax.vmap(solve)(ref, angles, rot, pos, lengths, intra_target, intra_clear, inter_target, palm)
 
 
 def _bucket(count: int, batch_size: int) -> int:
@@ -237,7 +245,9 @@ def refine_contacts(motion, settings: ContactSettings = ContactSettings(), *,
 
     `base`: the motion's `projection.project` result when already at hand (else computed).
     `intra_named` (N, 2, 4), `inter_named` (N, 2, 5): pairs to close whatever their distance
-    (e.g. `prompt_contacts` of the prompts), around the frames where they come closest.
+    (e.g. `prompt_contacts` of the prompts), around the frames where they come closest; with
+    `intra_named` and `settings.apart_unnamed` the prompt is taken as complete about thumb
+    contacts (the rules captions always state them), so its unnamed thumb pairs are kept apart.
     Only frames with a pulled pair are solved, `batch_size` at a time.
     """
     s = settings
@@ -253,6 +263,14 @@ def refine_contacts(motion, settings: ContactSettings = ContactSettings(), *,
     intra_t = target_distances(intra_d, intra_cap, intra_r, s.intra_touch, s.release).reshape(n, t, 2, 4)
     inter_t = target_distances(inter_d, inter_cap, inter_r, s.inter_touch, s.release).reshape(n, t, 2, 5)
     active = np.any(intra_t < FAR, axis=-1) | np.any(inter_t < FAR, axis=-1)  # (N, T, 2) hand-frames to solve
+    # With named pairs and `apart_unnamed`, the thumb pairs the prompt does not name are kept
+    # at least `clearance` apart wherever they are not pulled.
+    hand_d = intra_d.reshape(n, t, 2, 4)
+    apart = np.zeros_like(hand_d, bool)
+    if intra_named is not None and s.apart_unnamed:
+        apart = (intra_t >= FAR) & ~np.asarray(intra_named, bool).reshape(n, 1, 2, 4)
+    intra_c = np.where(apart, s.clearance, 0.0).astype(np.float32)
+    active |= np.any(apart & (hand_d < s.clearance), axis=-1)
     mirror = _HAND_MIRROR[:, None, :]  # (2, 1, 3) per hand: world <-> its own (right-hand) frame
     ref = proj * mirror
     angles = np.concatenate([base.flexion.reshape(n, t, 2, 15), base.abduction], axis=-1).astype(np.float32)
@@ -263,7 +281,7 @@ def refine_contacts(motion, settings: ContactSettings = ContactSettings(), *,
     if len(where[0]):
         hand = where[2]
         sel_ref, sel_len = ref[where], lengths[where]
-        sel_intra, sel_inter = intra_t[where], inter_t[where]
+        sel_intra, sel_clear, sel_inter = intra_t[where], intra_c[where], inter_t[where]
         sel_angles, sel_rot, sel_pos = angles[where], rot[where], pos[where]
         count = len(hand)
         step = _bucket(count, batch_size)
@@ -275,7 +293,7 @@ def refine_contacts(motion, settings: ContactSettings = ContactSettings(), *,
             for lo in range(0, count, step):
                 part = slice(lo, lo + step)
                 args = [sel_ref[part], sel_angles[part], sel_rot[part], sel_pos[part], sel_len[part],
-                        sel_intra[part], sel_inter[part], palm[part]]
+                        sel_intra[part], sel_clear[part], sel_inter[part], palm[part]]
                 pad = step - len(args[0])
                 if pad:
                     args = [np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in args]

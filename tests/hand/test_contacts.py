@@ -91,7 +91,7 @@ def test_near_contacts_close_far_pairs_untouched_hands_stay_valid():
     assert not metrics.contact_labels(base.motion, "intra")[[0, 2]].any()
     assert before_intra[2, :, 1, 1].min() > 0.06  # the pair the prompt names is far apart
 
-    settings = contacts.ContactSettings(intra_radius=0.035, inter_radius=0.035, min_frames=4)
+    settings = contacts.ContactSettings(intra_radius=0.035, inter_radius=0.035, min_frames=4, apart_unnamed=False)
     named = np.zeros((3, 2, 4), bool)
     named[2, 1, 1] = True
     res = contacts.refine_contacts(motion, settings, base=base, intra_named=named)
@@ -139,5 +139,7 @@ def test_sample_refine_contacts_closes_the_prompted_pair(tmp_path, monkeypatch):
                      "--out", out]) == 0
     clips = store.load_any(out)
     refined = np.stack([clips[f"sample_{i:04d}_000"]["motion"] for i in range(3)])
-    assert geometry.intra_tip_distances(refined)[2, :, 1, 1].max() < descriptors.INTRA_CONTACT_M
+    dist = geometry.intra_tip_distances(refined)[2, :, 1]  # (T, 4) right thumb to index..pinky
+    assert dist[:, 1].min() < descriptors.INTRA_CONTACT_M  # the stated contact happens ...
+    assert dist[:, [0, 2, 3]].min() >= descriptors.INTRA_CONTACT_M  # ... and no other (unnamed pairs kept apart)
     np.testing.assert_allclose(refined[:2], projection.project(motion).motion[:2], atol=1e-6)  # nothing named there
