@@ -63,14 +63,15 @@ def plan_sweep(sweep: sweeps.Sweep, num_devices: int, *, mesh: dict | None = Non
 def format_rows(rows: list[dict], memory_limit: float, accelerator: str) -> str:
     """A table, one line per point; points that do not fit say so."""
     gib = plan_lib.GiB
+    w = max([28] + [len(r["point"]) for r in rows])
     lines = [f"per-device memory limit {memory_limit / gib:.2f} GiB; estimates for {accelerator}",
-             f"{'point':>28} | {'params':>9} | {'mesh':>22} | {'state GiB':>9} | {'total GiB':>9} | "
+             f"{'point':>{w}} | {'params':>9} | {'mesh':>22} | {'state GiB':>9} | {'total GiB':>9} | "
              f"{'step ms':>8} | {'MFU':>6} | fits"]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['point']:>28} | NO: {r['error']}")
+            lines.append(f"{r['point']:>{w}} | NO: {r['error']}")
             continue
-        lines.append(f"{r['point']:>28} | {r['params'] / 1e6:8.2f}M | {plan_lib.format_mesh(r['mesh'].values()):>22} | "
+        lines.append(f"{r['point']:>{w}} | {r['params'] / 1e6:8.2f}M | {plan_lib.format_mesh(r['mesh'].values()):>22} | "
                      f"{r['state_bytes'] / gib:9.3f} | {r['total_bytes'] / gib:9.3f} | {r['step_s'] * 1e3:8.2f} | "
                      f"{r['mfu']:6.1%} | {'yes' if r['fits'] else 'NO'}")
     return "\n".join(lines)

@@ -6,8 +6,9 @@ of a TPU topology description), and reports per device: parameter, optimizer, EM
 batch bytes, XLA's memory analysis (arguments, outputs, temporaries), analytic and XLA
 FLOPs, the bytes moved by collectives, and a roofline step-time / MFU estimate for each
 accelerator of `ACCELERATORS`. Meshes whose axes do not divide the batch or a sharded
-parameter dimension (heads, widths, vocabulary) are refused with the nearest meshes that
-work. The code knows no model family: it works from the config's Task and the Trainer.
+parameter dimension (heads, widths) are refused with the nearest meshes that work; a
+vocabulary they do not divide is replicated and listed. The code knows no model family:
+it works from the config's Task and the Trainer (a task's `dummy_batch` gives the shapes).
 """
 
 from __future__ import annotations
