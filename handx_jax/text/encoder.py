@@ -16,8 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from handx_jax.models.transformer import Encoder, _param, constrain
-
-ROLES = ("left", "right", "relation")
+from handx_jax.text.tokenizer import ROLES
 
 
 def stack_tokens(batch: dict) -> tuple[jax.Array, jax.Array]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from handx_jax.hand import skeleton
+from handx_jax.hand import descriptors, geometry, skeleton
 
-TIP_CONTACT_M = 0.02  # the fingertip-contact threshold of the annotation stage
+TIP_CONTACT_M = descriptors.TIP_CONTACT  # the fingertip-contact threshold of the annotation stage
 
 
 def _allowed_pairs() -> np.ndarray:
@@ -25,8 +25,8 @@ TIP_JOINTS = np.asarray([(h, j) for h in range(2) for j in skeleton.FINGERTIPS])
 def tip_contacts(motion_tjc: np.ndarray, threshold: float = TIP_CONTACT_M) -> np.ndarray:
     """(T, P) bool: whether tip pair `TIP_PAIRS[p]` is in contact at each frame."""
     motion = np.asarray(motion_tjc, np.float32)
-    tips = motion[:, :, list(skeleton.FINGERTIPS)].reshape(len(motion), 10, 3)
-    dist = np.linalg.norm(tips[:, TIP_PAIRS[:, 0]] - tips[:, TIP_PAIRS[:, 1]], axis=-1)
+    dist = np.concatenate([geometry.intra_tip_distances(motion[:, 0]), geometry.intra_tip_distances(motion[:, 1]),
+                           geometry.inter_tip_distances(motion).reshape(len(motion), 25)], axis=1)  # TIP_PAIRS order
     return dist < threshold
 
 
