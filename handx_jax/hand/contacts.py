@@ -241,7 +241,7 @@ def _smoothed(world, where, solved, start, lengths, sigma):
 def refine_contacts(motion, settings: ContactSettings = ContactSettings(), *,
                     base: projection.Projection | None = None, intra_named=None, inter_named=None,
                     damping: float = 1e-2, batch_size: int = 4096) -> Refinement:
-    """Close the near-contacts of motion (N, T, 2, 21, 3) as the module docstring describes.
+    """Close the contacts of motion (N, T, 2, 21, 3) as the module docstring describes.
 
     `base`: the motion's `projection.project` result when already at hand (else computed).
     `intra_named` (N, 2, 4), `inter_named` (N, 2, 5): pairs to close whatever their distance
@@ -256,6 +256,9 @@ def refine_contacts(motion, settings: ContactSettings = ContactSettings(), *,
         raise ValueError("refine_contacts: base projection has no wrist pose (use projection.project)")
     proj = np.asarray(base.motion, np.float32)
     n, t = proj.shape[:2]
+    for name, named, shape in (("intra_named", intra_named, (n, 2, 4)), ("inter_named", inter_named, (n, 2, 5))):
+        if named is not None and np.shape(named) != shape:
+            raise ValueError(f"refine_contacts: {name} must have shape {shape} for {n} clips, got {np.shape(named)}")
     intra_d = geometry.intra_tip_distances(proj).reshape(n, t, 8)
     inter_d = geometry.tip_to_other_palm(proj, nearest=1).reshape(n, t, 10)
     intra_cap, intra_r = _plan(intra_d, s.intra_radius, intra_named, s)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from handx_jax.eval import metrics
 from handx_jax.hand import contacts, descriptors, geometry, kinematics, projection
@@ -115,6 +116,8 @@ def test_near_contacts_close_far_pairs_untouched_hands_stay_valid():
     assert metrics.joint_limit_violation_rate(res.motion) == 0.0
     assert projection.project(res.motion).error.max() < 2e-5
     assert np.all(res.moved[:1] > 0)
+    with pytest.raises(ValueError, match="intra_named must have shape"):
+        contacts.refine_contacts(motion, settings, base=base, intra_named=named[:2])
 
 
 def test_sample_refine_contacts_closes_the_prompted_pair(tmp_path, monkeypatch):
