@@ -282,9 +282,11 @@ def collective_bytes(hlo_text: str) -> dict:
 
 
 def estimates(report: dict, accelerators: dict = ACCELERATORS) -> dict:
-    """Roofline step time per accelerator: max(XLA FLOPs / peak, XLA bytes / HBM bandwidth)
+    """Roofline step time per accelerator: max(FLOPs / peak, XLA bytes / HBM bandwidth)
     plus collectives over the interconnect (all-reduce counted twice: reduce-scatter +
-    all-gather), not overlapped; MFU = analytic FLOPs / (peak x step time)."""
+    all-gather), not overlapped; MFU = analytic FLOPs / (peak x step time). FLOPs are the
+    larger of XLA's and the analytic count: XLA counts a loop body once (the TPU compiler's
+    windowed collective matmuls are loops)."""
     dev = report["per_device"]
     bf16 = report["compute_dtype"] == "bfloat16"
     comm = dev["collective_bytes"]
@@ -292,7 +294,7 @@ def estimates(report: dict, accelerators: dict = ACCELERATORS) -> dict:
     out = {}
     for key, acc in accelerators.items():
         peak = acc.bf16_flops if bf16 else acc.f32_flops
-        t_compute = dev["xla_flops"] / peak
+        t_compute = max(dev["xla_flops"], dev["analytic_flops"]) / peak
         t_memory = dev["xla_bytes_accessed"] / acc.hbm_bytes_per_s
         t_comm = comm_bytes / acc.link_bytes_per_s if report["num_devices"] > 1 else 0.0
         step = max(t_compute, t_memory) + t_comm

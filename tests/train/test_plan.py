@@ -127,6 +127,8 @@ def test_roofline_estimate():
     assert est["mfu"] == pytest.approx(400.0 / 50.0 / 15.0) and not est["fits"]
     report["compute_dtype"] = "bfloat16"
     assert plan_lib.estimates(report, acc)["X"]["step_s"] == pytest.approx(5.0 + 5.0)
+    report["per_device"]["xla_flops"] = 100.0  # XLA counted a loop body once: the analytic count bounds
+    assert plan_lib.estimates(report, acc)["X"]["step_s"] == pytest.approx(4.0 + 5.0)
 
 
 def test_sweep_plan_flags_points_over_the_memory_limit(tmp_path, capsys):
