@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     e.add_argument("--no-project", dest="project", action="store_false",
                    help="skip the row '<model>, projected' (the same samples after kinematic projection: constant "
                         "bones, joint limits, with the raw-to-projected distance; on by default)")
+    e.add_argument("--refine-contacts", action="store_true",
+                   help="add the row '<model>, projected + stated contacts': the projected samples with the "
+                        "contacts their captions state closed (reads the captions; off by default)")
     e.add_argument("--no-text-check", dest="text_check", action="store_false",
                    help="skip the text-dependence row (samples from captions shuffled across clips, scored "
                         "against the true ones; on by default)")
@@ -93,7 +96,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             steps=args.steps, guidance=args.guidance, seed=args.seed, split=args.split,
             mm_texts=args.mm_texts, mm_generations=args.mm_generations, data_dir=args.data, step=args.step,
             batch_size=args.batch_size, protocol=args.protocol, text_check=args.text_check,
-            family_options=families.parse_options(args.option), project=args.project)
+            family_options=families.parse_options(args.option), project=args.project,
+            refine_contacts=args.refine_contacts)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

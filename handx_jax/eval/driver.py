@@ -157,7 +157,7 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
              mm_generations: int = 30, heldout: tuple[np.ndarray, Sequence[Sequence[tuple]]] | None = None,
              batch_size: int | None = None, progress: bool = True,
              protocol: str = metrics.DEFAULT_PROTOCOL, shuffled_texts: bool = False, project: bool = False,
-             samples_per_call: int = 4096) -> dict:
+             refine_contacts: bool = False, samples_per_call: int = 4096) -> dict:
     """Replicated evaluation. Rows: 'ground truth', optionally 'held-out ground truth'
     (other clips, e.g. from the train split, scored against the same test reference), and
     `model_name` when `generate` is given (or one row per name when it is a dict of them).
@@ -168,7 +168,10 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
     replication's samples), and a `text_dependence` summary (a model that follows its prompts
     scores clearly lower there). `project` adds, per generator, a row '<name>, projected': the
     same samples after kinematic projection (`handx_jax.hand.projection`), with `ProjMPJPE_mm`,
-    their distance from the raw samples.
+    their distance from the raw samples. `refine_contacts` adds a row '<name>, projected + stated
+    contacts': the projected samples with the contacts their prompts state closed
+    (`handx_jax.hand.contacts.refine_contacts`; it reads the captions, so it measures how well
+    stated contacts can be imposed, not a contact skill of the model).
 
     Speed: every caption is embedded once; the ground truth's motion metrics (the same in
     every replication) are computed once; each generator is called once for as many
@@ -205,6 +208,8 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
             per_row[shuffled_row(name)] = []
         if project:
             per_row[projected_row(name)] = []
+        if refine_contacts:
+            per_row[refined_row(name)] = []
 
     draws = []  # per replication: (texts, text embeddings, MultiModality clip picks)
     with times("metrics"):
@@ -236,10 +241,14 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
             with times("sample"):
                 motion = _check_generated(gen_fn(prompts, 1, seed * 1000 + first), len(prompts), gt_motion.shape[1:])
             with times("project"):
-                proj = _project(motion) if project else None
+                base = _project(motion) if project or refine_contacts else None
+                proj = None if base is None else base.motion
+            with times("refine"):
+                refined = _refine(motion, base, prompts) if refine_contacts else None
             with times("embed"):
                 emb = evaluator.encode_motion(motion)
                 proj_emb = evaluator.encode_motion(proj) if project else None
+                refined_emb = evaluator.encode_motion(refined) if refine_contacts else None
             with times("metrics"):
                 for k, rep in enumerate(group):
                     texts, text_emb, pick = draws[rep]
@@ -254,6 +263,12 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
                         row = _sample_row(proj[own], proj_emb[own], motion_facts(proj[own]), *common, mm_emb=mm_emb)
                         row["ProjMPJPE_mm"] = 1e3 * metrics.mpjpe(proj[own], raw)
                         per_row[projected_row(name)].append(row)
+                    if refine_contacts:
+                        mm_emb = refined_emb[mm].reshape(mm_texts, mm_generations, -1) if mm_per_rep else None
+                        row = _sample_row(refined[own], refined_emb[own], motion_facts(refined[own]), *common,
+                                          mm_emb=mm_emb)
+                        row["ProjMPJPE_mm"] = 1e3 * metrics.mpjpe(refined[own], raw)
+                        per_row[refined_row(name)].append(row)
                     if shuffled_texts:  # clip i's caption against the sample made from clip other[i]'s
                         other = derangement(n, np.random.default_rng([seed, rep, 3]))
                         per_row[shuffled_row(name)].append(_sample_row(raw, raw_emb, raw_facts, *common, order=other))
@@ -285,10 +300,17 @@ def _sample_row(motion, motion_emb, facts, text_emb, gt_emb, gt_motion, gt_facts
     return row
 
 
-def _project(motion: np.ndarray) -> np.ndarray:
+def _project(motion: np.ndarray):
     from handx_jax.hand import projection
 
-    return projection.project_motion(motion)
+    return projection.project(motion)
+
+
+def _refine(motion: np.ndarray, base, prompts: Sequence[tuple]) -> np.ndarray:
+    from handx_jax.hand import contacts
+
+    intra, inter = contacts.prompt_contacts(prompts)
+    return contacts.refine_contacts(motion, base=base, intra_named=intra, inter_named=inter).motion
 
 
 def shuffled_row(name: str) -> str:
@@ -297,6 +319,10 @@ def shuffled_row(name: str) -> str:
 
 def projected_row(name: str) -> str:
     return f"{name}, projected"
+
+
+def refined_row(name: str) -> str:
+    return f"{name}, projected + stated contacts"
 
 
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -389,7 +415,7 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
                  mm_texts: int = 100, mm_generations: int = 30, data_dir: str | None = None,
                  heldout: bool = True, write: bool = True, progress: bool = True, step: int | None = None,
                  batch_size: int = 64, protocol: str = metrics.DEFAULT_PROTOCOL, text_check: bool = True,
-                 family_options: dict | None = None, project: bool = True) -> dict:
+                 family_options: dict | None = None, project: bool = True, refine_contacts: bool = False) -> dict:
     """`handx evaluate`: evaluate checkpoint `step` (default the newest) of `workdir` with the
     evaluator in `evaluator_dir` under `protocol`; write `W/eval/metrics.json` and
     `W/eval/table.md` (under `W/eval/step_<N>/` for an earlier checkpoint) and append to
@@ -426,7 +452,8 @@ def evaluate_run(workdir: str, evaluator_dir: str, *, num_samples: int | None = 
     name = f"{config.get('family', 'model')} {config.get('size', '?')}, step {step}"
     result = evaluate(evaluator, gt_motion, captions, generate, model_name=name, replications=replications,
                       seed=seed, mm_texts=mm_texts, mm_generations=mm_generations, heldout=held, progress=progress,
-                      protocol=protocol, shuffled_texts=text_check, project=project)
+                      protocol=protocol, shuffled_texts=text_check, project=project,
+                      refine_contacts=refine_contacts)
     result["timing_s"] = {"load": load_s, **result["timing_s"]}  # sample includes the model's restore and compile
     result["meta"].update({"workdir": workdir, "step": step, "split": split, "data_dir": data_dir,
                            "sample_steps": steps, "guidance": guidance, "sampling_options": options,

@@ -71,7 +71,7 @@ def test_model_rows_copy_and_noise():
     assert row["C_F1_intra"]["mean"] == 1.0
     # Both replications (40 clips + 5 x 10 MultiModality prompts each) in one call ...
     assert calls == [(2 * (40 + 50), 1, 0)]
-    assert set(result["timing_s"]) == {"embed", "metrics", "sample", "project"} and result["timing_s"]["sample"] >= 0
+    assert set(result["timing_s"]) == {"embed", "metrics", "sample", "project", "refine"} and result["timing_s"]["sample"] >= 0
     # ... or one call per replication, each with its own seed; a deterministic generator's
     # figures do not depend on the grouping.
     calls.clear()
