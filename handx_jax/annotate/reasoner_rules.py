@@ -16,14 +16,14 @@ import re
 
 
 from handx_jax.annotate import events as events_lib
-from handx_jax.hand import skeleton
+from handx_jax.hand import descriptors, skeleton
 
 FINGERS = skeleton.FINGERS
 RANK = {"Hyperextended": 0, "Fully extended": 1, "Partially bent": 2, "Fully bent": 3}
 STATE_TEXT = {"Hyperextended": "hyperextended", "Fully extended": "fully extended",
               "Partially bent": "partially bent", "Fully bent": "fully bent"}
 COUNT = {1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
-CONTACT_WORDS = ("touch", "contact", "meet", "tap", "press")
+CONTACT_WORDS = descriptors.CONTACT_VERBS
 SPEED = {"Slow": ("slowly", "gently", "gradually"), "Medium": ("steadily", "at a moderate pace",
          "at medium speed"), "Fast": ("quickly", "rapidly", "fast")}
 LEVELS = ("concise", "concise", "moderate", "moderate", "detailed")

@@ -87,7 +87,7 @@ def target_distances(dist: np.ndarray, capture: np.ndarray, radius, touch: float
     return np.where(capture[:, None, :], target, FAR).astype(np.float32)
 
 
-_CONTACT_VERB = re.compile(r"\b(touch|contact|meet|tap|press|pinch)")
+_CONTACT_VERB = re.compile(r"\b(" + "|".join(descriptors.CONTACT_VERBS) + ")")
 _FINGER_WORD = {name: k for k, name in enumerate(skeleton.FINGERS)} | {"little": 4}
 _WORD = re.compile(r"\b(" + "|".join(_FINGER_WORD) + r"|left|right)\b")
 

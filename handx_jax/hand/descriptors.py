@@ -36,6 +36,9 @@ SPACING_LABELS = ("Closed", "Open")
 SPACING_SPEED = (0.03, 1.3)  # rad/s
 SPACING_DELTA = np.pi / 10  # 18 degrees
 TIP_CONTACT = 0.02  # m: fingertip on fingertip (within a hand and across hands), <=
+# Verbs a caption uses for a contact: the rules captions word contacts with them, and
+# prompts are read for stated contacts by them.
+CONTACT_VERBS = ("touch", "contact", "meet", "tap", "press", "pinch")
 # Frames a fingertip contact must last. HandX keeps single frames; on clips with known
 # contacts those are fingertips sweeping past each other (half the false contacts).
 CONTACT_MIN_FRAMES = 2
