@@ -59,11 +59,6 @@ def draw_indices(captions: Sequence[Sequence[tuple]], rng: np.random.Generator) 
     return np.array([int(rng.integers(len(options))) for options in captions], np.int64)
 
 
-def draw_texts(captions: Sequence[Sequence[tuple]], rng: np.random.Generator) -> list[tuple]:
-    """One caption triple per clip, uniformly among its K annotations."""
-    return [options[i] for options, i in zip(captions, draw_indices(captions, rng))]
-
-
 class CaptionTable:
     """Every caption triple of a clip set, embedded once by the evaluator; a replication's
     draw (one index per clip) then looks its rows up instead of encoding again."""
@@ -249,6 +244,11 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
                 emb = evaluator.encode_motion(motion)
                 proj_emb = evaluator.encode_motion(proj) if project else None
                 refined_emb = evaluator.encode_motion(refined) if refine_contacts else None
+            variants = [(name, motion, emb)]  # (row, samples, their embeddings)
+            if project:
+                variants.append((projected_row(name), proj, proj_emb))
+            if refine_contacts:
+                variants.append((refined_row(name), refined, refined_emb))
             with times("metrics"):
                 for k, rep in enumerate(group):
                     texts, text_emb, pick = draws[rep]
@@ -256,19 +256,13 @@ def evaluate(evaluator, gt_motion: np.ndarray, captions: Sequence[Sequence[tuple
                     raw, raw_emb = motion[own], emb[own]
                     common = (text_emb, gt_emb, gt_motion, gt_facts, seed, rep, batch_size, p)
                     raw_facts = motion_facts(raw)
-                    mm_emb = emb[mm].reshape(mm_texts, mm_generations, -1) if mm_per_rep else None
-                    per_row[name].append(_sample_row(raw, raw_emb, raw_facts, *common, mm_emb=mm_emb))
-                    if project:
-                        mm_emb = proj_emb[mm].reshape(mm_texts, mm_generations, -1) if mm_per_rep else None
-                        row = _sample_row(proj[own], proj_emb[own], motion_facts(proj[own]), *common, mm_emb=mm_emb)
-                        row["ProjMPJPE_mm"] = 1e3 * metrics.mpjpe(proj[own], raw)
-                        per_row[projected_row(name)].append(row)
-                    if refine_contacts:
-                        mm_emb = refined_emb[mm].reshape(mm_texts, mm_generations, -1) if mm_per_rep else None
-                        row = _sample_row(refined[own], refined_emb[own], motion_facts(refined[own]), *common,
-                                          mm_emb=mm_emb)
-                        row["ProjMPJPE_mm"] = 1e3 * metrics.mpjpe(refined[own], raw)
-                        per_row[refined_row(name)].append(row)
+                    for row_name, m, m_emb in variants:  # raw, projected, refined: one row each
+                        facts = raw_facts if m is motion else motion_facts(m[own])
+                        mm_emb = m_emb[mm].reshape(mm_texts, mm_generations, -1) if mm_per_rep else None
+                        row = _sample_row(m[own], m_emb[own], facts, *common, mm_emb=mm_emb)
+                        if m is not motion:
+                            row["ProjMPJPE_mm"] = 1e3 * metrics.mpjpe(m[own], raw)
+                        per_row[row_name].append(row)
                     if shuffled_texts:  # clip i's caption against the sample made from clip other[i]'s
                         other = derangement(n, np.random.default_rng([seed, rep, 3]))
                         per_row[shuffled_row(name)].append(_sample_row(raw, raw_emb, raw_facts, *common, order=other))
@@ -333,11 +327,6 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     other = np.empty(n, np.int64)
     other[order] = np.roll(order, -1)
     return other
-
-
-def derange(texts: Sequence, rng: np.random.Generator) -> list:
-    """`texts` reordered so that no item keeps its place."""
-    return [texts[i] for i in derangement(len(texts), rng)]
 
 
 def text_dependence(matched: dict, shuffled: dict, metric: str = "R@3") -> dict:
