@@ -33,9 +33,9 @@ import numpy as np
 
 from handx_jax.hand import descriptors, geometry, kinematics, projection, skeleton
 
-TIPS = np.asarray(skeleton.FINGERTIPS)  # thumb, index, middle, ring, pinky
+TIPS = geometry.TIPS  # thumb, index, middle, ring, pinky
 FAR = 1e3  # target distance (metres) of a pair that is not pulled
-_HAND_MIRROR = np.stack([projection.MIRROR, np.ones(3, np.float32)])  # (2, 3): hand frame <-> world
+_HAND_MIRROR = projection.HAND_MIRROR
 
 
 class ContactSettings(NamedTuple):

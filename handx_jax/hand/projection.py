@@ -48,6 +48,7 @@ for _f in range(5):
         ANCESTOR[_CHAIN_JOINTS[_f, _k], _CHAIN_BONES[_f, :_k + 1]] = 1.0
 _PALM = np.array([0] + [skeleton.CHAINS[f][1] for f in skeleton.FINGERS])  # wrist, CMC, 4 MCPs
 MIRROR = np.array([-1.0, 1.0, 1.0], np.float32)
+HAND_MIRROR = np.stack([MIRROR, np.ones(3, np.float32)])  # (2, 3) per hand: world <-> its right-hand frame
 LENGTH_RANGE = (0.25, 4.0)
 THUMB_MCP_SAFE = float(np.deg2rad(44.0))  # see `safe_thumb`
 _THUMB_META = skeleton.CHAINS["thumb"][2] - 1  # bone CMC -> MCP
@@ -278,7 +279,7 @@ def project(motion, *, rounds: int = 1, iters: int = 3, damping: float = 1e-2, b
         raise ValueError(f"project: clip {bad} has NaN or infinite joint positions")
     n, t = motion.shape[:2]
     # Both hands as right hands: mirror the left (hand axis 0) in x.
-    mirror = np.stack([MIRROR, np.ones(3, np.float32)])[:, None, :]  # (2, 1, 3)
+    mirror = HAND_MIRROR[:, None, :]  # (2, 1, 3)
     hands = (motion * mirror).transpose(0, 2, 1, 3, 4).reshape(n * 2, t, 21, 3)
     step = max(1, min(int(batch_size), n)) * 2
     outs = []
