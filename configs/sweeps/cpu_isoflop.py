@@ -13,10 +13,18 @@ sliding to larger widths as the budget grows, so each budget's sizes straddle it
 The held-out budget (larger than every fitting budget) trains `holdout_widths` and is left
 out of the fits, to check the extrapolation: `handx scaling study OUT/runs --out OUT/study`.
 
+`families=autoregressive` (or `both`) adds the same budgets for the prefix-LM family: a
+gated-MLP ladder (`ladder.GATED_RULE`) over FSQ motion tokens from one tokenizer trained as a
+shared stage (`OUT/fsq/cb<codebook>`), its held-out token NLL as `eval/loss`. Fit each
+family on its own runs: `handx scaling study OUT/runs/autoregressive-* --out OUT/study_ar`.
+
 Options: budgets (fitting budgets in FLOPs, '+'-separated, default 1e11+3e11+6e11),
 holdout (the held-out budget, default 1.2e12), widths (the ladder, default 8+12+16+24+32+48+64),
 holdout_widths (default 16+24+32), sizes_per_budget (default 6), clips (synthetic train
-clips, default 4096), batch (default 64), replications (evaluation replications, default 3).
+clips, default 4096), batch (default 64), replications (evaluation replications, default 3),
+families (diffusion, autoregressive or both; default diffusion), ar_widths (the prefix-LM
+ladder, default 8+16+24+32+48+64+96), ar_holdout_widths (default 24+32+48), ar_sizes_per_budget
+(default 5), codebook (the FSQ codebook, default 512), fsq_steps (tokenizer steps, default 1500).
 """
 
 import math
@@ -26,11 +34,15 @@ import ml_collections
 from handx_jax import configlib
 from handx_jax.scaling import ladder
 
-OPTIONS = ("budgets", "holdout", "widths", "holdout_widths", "sizes_per_budget", "clips", "batch", "replications")
+OPTIONS = ("budgets", "holdout", "widths", "holdout_widths", "sizes_per_budget", "clips", "batch", "replications",
+           "families", "ar_widths", "ar_holdout_widths", "ar_sizes_per_budget", "codebook", "fsq_steps")
 DEFAULT_BUDGETS = (1e11, 3e11, 6e11)
 DEFAULT_HOLDOUT = 1.2e12
 DEFAULT_WIDTHS = (8, 12, 16, 24, 32, 48, 64)
 DEFAULT_HOLDOUT_WIDTHS = (16, 24, 32)
+DEFAULT_AR_WIDTHS = (8, 16, 24, 32, 48, 64, 96)
+DEFAULT_AR_HOLDOUT_WIDTHS = (24, 32, 48)
+FAMILIES = {"diffusion": ("diffusion",), "autoregressive": ("autoregressive",), "both": ("diffusion", "autoregressive")}
 
 
 def _numbers(value, default):
@@ -63,22 +75,59 @@ def get_config(arg=None):
                          f"holdout budget {holdout:g} larger than all of them")
     if per_budget < 3:
         raise ValueError("configs/sweeps/cpu_isoflop.py: sizes_per_budget must be at least 3 (a parabola)")
+    family_names = str(opts.get("families", "diffusion"))
+    if family_names not in FAMILIES:
+        raise ValueError(f"configs/sweeps/cpu_isoflop.py: families={family_names!r}; choose one of {', '.join(FAMILIES)}")
     batch = int(opts.get("batch", 64))
     clips = int(opts.get("clips", 4096))
-    rungs = ladder.ladder(widths + holdout_widths)
-
-    def point(width, budget):
-        name = ladder.label(width)
-        return dict(family="diffusion", size="T", label=name, data=1.0, compute_budget=budget, seed=0,
-                    overrides=list(rungs[name]))
+    replications = int(opts.get("replications", 3))
 
     c = ml_collections.ConfigDict()
     c.name = "cpu_isoflop"
     c.runlocal = True
-    c.points = [point(w, b) for b in budgets for w in window(widths, b, budgets, per_budget)]
-    c.points += [point(w, holdout) for w in sorted(holdout_widths)]
+    points = []
+    if "diffusion" in FAMILIES[family_names]:
+        points += budget_points("diffusion", ladder.ladder(widths + holdout_widths), widths, holdout_widths,
+                                budgets, holdout, per_budget)
     c.holdout_budgets = [holdout]
-    return cpu_budget_stages(c, batch=batch, clips=clips, replications=int(opts.get("replications", 3)))
+    c = cpu_budget_stages(c, batch=batch, clips=clips, replications=replications)
+    if "autoregressive" in FAMILIES[family_names]:
+        ar_widths = [int(w) for w in _numbers(opts.get("ar_widths"), DEFAULT_AR_WIDTHS)]
+        ar_holdout = [int(w) for w in _numbers(opts.get("ar_holdout_widths"), DEFAULT_AR_HOLDOUT_WIDTHS)]
+        codebook = int(opts.get("codebook", 512))
+        points += budget_points("autoregressive", ladder.ladder(ar_widths + ar_holdout, ladder.GATED_RULE),
+                                ar_widths, ar_holdout, budgets, holdout, int(opts.get("ar_sizes_per_budget", 5)),
+                                codebook=codebook)
+        c.fsq = dict(config="configs/fsq.py:size=S",
+                     overrides=[f"train.steps={int(opts.get('fsq_steps', 1500))}", "train.lr=1e-3",
+                                "train.batch_size=64", "train.warmup_steps=50", "train.log_every=100"])
+        # The prefix-LM samples tokens (no DDIM steps): its own evaluation arguments.
+        c.evaluate.by_family = {"autoregressive": evaluate_args(replications, ["--option", "top_k=20"])}
+    c.points = points
+    return c
+
+
+def budget_points(family: str, rungs: dict, widths, holdout_widths, budgets, holdout: float, per_budget: int,
+                  codebook: int | None = None) -> list[dict]:
+    """One family's points: a sliding window of `per_budget` widths per fitting budget, then
+    `holdout_widths` at the held-out budget."""
+
+    def point(width, budget):
+        name = ladder.label(width)
+        entry = dict(family=family, size="T", label=name, data=1.0, compute_budget=budget, seed=0,
+                     overrides=list(rungs[name]))
+        if codebook is not None:
+            entry["codebook"] = codebook
+        return entry
+
+    points = [point(w, b) for b in budgets for w in window(widths, b, budgets, per_budget)]
+    return points + [point(w, holdout) for w in sorted(holdout_widths)]
+
+
+def evaluate_args(replications: int, extra=()) -> list[str]:
+    """The sweep's short evaluation (3 replications, few multimodality prompts, no text check)."""
+    return ["--replications", str(replications), *extra, "--mm-texts", "8", "--mm-generations", "4",
+            "--no-text-check"]
 
 
 def cpu_budget_stages(c, *, batch: int, clips: int, replications: int):
@@ -90,6 +139,5 @@ def cpu_budget_stages(c, *, batch: int, clips: int, replications: int):
     c.evaluator = dict(config="configs/evaluator.py:size=T,runlocal", overrides=["train.steps=600"])
     c.text_tower = dict(config="configs/text_tower.py:size=T,runlocal",
                         overrides=["train.steps=600", "train.ckpt_every=600"])
-    c.evaluate = dict(args=["--replications", str(replications), "--steps", "10",
-                            "--mm-texts", "8", "--mm-generations", "4", "--no-text-check"])
+    c.evaluate = dict(args=evaluate_args(replications, ["--steps", "10"]))
     return c

@@ -51,16 +51,16 @@ class Settings:
     contact_seeds: int = 20  # random hand shuffles behind the contact timing checks
     untrained_baseline: bool = True
     family: str = "diffusion"  # diffusion | autoregressive | both
-    # Autoregressive family: an FSQ tokenizer, then a prefix-LM shaped like the XS denoiser
-    # (4 layers, width 256), its steps set so that its training takes about the CPU time of
-    # the diffusion model's.
+    # Autoregressive family: an FSQ tokenizer (a shared stage, like the text tower), then a
+    # prefix-LM shaped like the XS denoiser (4 layers, width 256) whose steps give it the
+    # denoiser's training FLOPs (`training_flops`: 690 x 32 examples = 400 x 32 denoiser examples).
     fsq_config: str = "configs/fsq.py:size=S,codebook=512"
-    fsq_steps: int = 300
+    fsq_steps: int = 1000
     fsq_batch: int = 64
     fsq_lr: float = 1e-3
     ar_config: str = "configs/autoregressive.py:size=T"
     ar_shape: tuple = ("model.num_layers=4", "model.num_heads=4", "model.d_model=256", "model.mlp_dim=768")
-    ar_steps: int = 300
+    ar_steps: int = 690
     ar_batch: int = 32
     ar_lr: float = 5e-4
     ar_options: tuple = (("temperature", 1.0), ("top_k", 20))
@@ -140,6 +140,25 @@ def _train_config(spec: str, data_dir: str, steps: int, batch: int, seed: int, l
     if lr is not None:
         config.train.lr = lr
     return config
+
+
+def training_flops(settings: Settings) -> dict[str, float]:
+    """Analytic training FLOPs of each family's model (its FLOPs per example x batch x steps),
+    from the config specs alone; the tokenizer and the text tower are shared stages, not counted."""
+    from handx_jax import configlib
+    from handx_jax.autoregressive.lm_task import forward_flops as lm_forward_flops
+    from handx_jax.models.diffusion import forward_flops as diffusion_forward_flops
+
+    s = settings
+    text = ",text=tower" if s.text_tower_steps > 0 else ",text=scratch"
+    embed_dim = int(configlib.load_config(s.text_tower_config).model.text_d_model)
+    diffusion = configlib.load_config(s.diffusion_config + text)
+    codebook = int(configlib.load_config(s.fsq_config).model.codebook)
+    lm = configlib.apply_overrides(configlib.load_config(f"{s.ar_config},codebook={codebook}"), list(s.ar_shape))
+    for config in (diffusion, lm):
+        config.model.text_embed_dim = embed_dim
+    return {"diffusion": 3 * diffusion_forward_flops(diffusion) * s.diffusion_batch * s.diffusion_steps,
+            "autoregressive": 3 * lm_forward_flops(lm) * s.ar_batch * s.ar_steps}
 
 
 def run_quickstart(out: str, settings: Settings) -> dict:

@@ -5,15 +5,19 @@ layer), heads follow from a fixed head width, and the MLP is a fixed multiple of
 
     layers = clip(round(d_model / aspect), min_layers, max_layers)
     heads  = max(1, d_model // head_dim)
-    mlp    = mlp_ratio * d_model
+    mlp    = mlp_ratio * d_model, rounded up to a multiple of mlp_multiple
 
 Every family config reads the same four fields (`model.num_layers`, `model.d_model`,
-`model.mlp_dim`, `model.num_heads`), so a rung becomes a list of config overrides.
+`model.mlp_dim`, `model.num_heads`), so a rung becomes a list of config overrides. A gated
+(SwiGLU) MLP has three matrices instead of two, so `GATED_RULE` gives it 8/3 of the width
+(LLaMA's rule) and the same MLP weights per block as the two-matrix 4x rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from fractions import Fraction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +26,8 @@ class ShapeRule:
 
     aspect: int = 16
     head_dim: int = 32
-    mlp_ratio: int = 4
+    mlp_ratio: int | Fraction = 4
+    mlp_multiple: int = 1
     min_layers: int = 1
     max_layers: int = 48
 
@@ -35,7 +40,11 @@ class ShapeRule:
             raise ValueError(f"ladder: d_model={d_model} is not divisible by its {heads} heads "
                              f"(head_dim {self.head_dim}); pick a width that is a multiple of it")
         layers = min(self.max_layers, max(self.min_layers, round(d_model / self.aspect)))
-        return {"num_layers": layers, "d_model": d_model, "mlp_dim": self.mlp_ratio * d_model, "num_heads": heads}
+        mlp = math.ceil(Fraction(self.mlp_ratio) * d_model / self.mlp_multiple) * self.mlp_multiple
+        return {"num_layers": layers, "d_model": d_model, "mlp_dim": int(mlp), "num_heads": heads}
+
+
+GATED_RULE = ShapeRule(mlp_ratio=Fraction(8, 3), mlp_multiple=8)  # SwiGLU families (the prefix-LM)
 
 
 def label(d_model: int) -> str:

@@ -66,7 +66,7 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
         steps = sweeps_lib.resolve_steps(sweep, point, config)
         with config.ignore_type():
             config.train.steps = steps
-        eval_args = [str(a) for a in (sweep.evaluate.get("args") or [])] if evaluate else None
+        eval_args = sweeps_lib.evaluate_args(sweep, point.family) if evaluate else None
         key = sweeps_lib.config_hash(config, out_dir, {"family": point.family, "evaluate": eval_args})
         point_id = f"{point.point_id}-{key[:KEY_CHARS]}"  # a changed point is a new point
         workdir = os.path.join(out_dir, "runs", point_id)
@@ -77,7 +77,7 @@ def plan_sweep(sweep: sweeps_lib.Sweep, out_dir: str, *, evaluate: bool = True) 
         train_argv = ["train", "--config", point.config_spec(sweep.runlocal), "--workdir", workdir]
         train_argv += [f"--config.{o}" for o in overrides]
         eval_argv = ["evaluate", "--workdir", workdir, "--evaluator", evaluator_dir]
-        eval_argv += [str(a) for a in (sweep.evaluate.get("args") or [])]
+        eval_argv += sweeps_lib.evaluate_args(sweep, point.family)
         points.append({
             "id": point_id, "name": point.point_id, "config_hash": key, "family": point.family, "size": point.label or point.size,
             "base_size": point.size, "data": point.data, "seed": point.seed, "steps": steps,

@@ -61,6 +61,10 @@ def load_table(run_paths: list[str], metrics: tuple[str, ...], size: str = "bloc
     runs = runs_lib.load_runs(run_paths)
     if not runs:
         raise ValueError(f"no run directories (config.json + metrics.jsonl) under {run_paths}")
+    families = sorted({str(run.family) for run in runs})
+    if len(families) > 1:
+        raise ValueError(f"the runs under {run_paths} mix model families ({', '.join(families)}); one law per "
+                         f"family: pass one family's runs, e.g. OUT/runs/{families[0]}-*")
     table = runs_lib.collect(runs, LOSS_KEY, "params", also=("flops", "samples"))
     kept, skipped = list(table.runs), list(table.skipped)
     if size == "blocks":

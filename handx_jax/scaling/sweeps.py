@@ -184,6 +184,14 @@ def point_data_dir(data_dir: str, point: ScalePoint, synthetic: bool) -> str:
     return f"{os.path.normpath(data_dir)}_{point.quality}"
 
 
+def evaluate_args(sweep: Sweep, family: str) -> list[str]:
+    """`handx evaluate` arguments of a point: `evaluate.by_family[family]` where the sweep gives
+    one (sampling options differ between families), else `evaluate.args`."""
+    by_family = sweep.evaluate.get("by_family") or {}
+    args = by_family[family] if family in by_family else sweep.evaluate.get("args")
+    return [str(a) for a in (args or [])]
+
+
 def fsq_dir(out_dir: str, codebook: int) -> str:
     """The sweep's FSQ tokenizer run for one codebook (a shared stage, trained once)."""
     return os.path.join(os.path.abspath(out_dir), "fsq", f"cb{int(codebook)}")

@@ -25,6 +25,15 @@ def test_settings_budget_and_train_config(tmp_path):
     assert 1 <= config.train.warmup_steps <= 4 and config.train.ckpt_every == 40
 
 
+def test_autoregressive_model_gets_the_denoisers_training_flops():
+    settings = quickstart.Settings()
+    flops = quickstart.training_flops(settings)
+    assert abs(flops["autoregressive"] / flops["diffusion"] - 1) < 0.01, flops
+    # the count is the tasks' own: each family's FLOPs per example x batch x steps
+    halved = quickstart.training_flops(quickstart.dataclasses.replace(settings, ar_steps=settings.ar_steps // 2))
+    assert abs(halved["autoregressive"] / flops["autoregressive"] - 0.5) < 0.01
+
+
 def test_report_lists_table_paths_and_times():
     summary = {"mean": 0.5, "std": 0.1, "ci95": 0.05, "values": [0.4, 0.6]}
     result = {"rows": {"ground truth": {"R@3": summary}, "diffusion XS, step 5": {"R@3": summary}},

@@ -40,3 +40,44 @@ def test_isoflop_sweep_windows_move_to_larger_models_with_budget():
     for point in sweep.points:  # every rung is a valid diffusion config with a budget-tied schedule
         cfg = sweeps.point_config(sweep, point)
         assert cfg.train.warmup_fraction > 0 and cfg.model.d_model == int(point.label[1:])
+
+
+def test_gated_rule_gives_swiglu_widths_with_the_same_mlp_weights():
+    # Oracle: LLaMA's 8d/3 rounded up to a multiple of 8, in integers.
+    for width in (8, 16, 24, 32, 48, 64, 96, 128):
+        shape = ladder.GATED_RULE.shape(width)
+        assert shape["mlp_dim"] == -(-8 * width // 24) * 8, width
+        assert shape["mlp_dim"] % 8 == 0
+        # three gated matrices hold about as many weights as the two-matrix 4x MLP
+        assert abs(3 * shape["mlp_dim"] / (2 * 4 * width) - 1) < 0.35
+    assert ladder.ShapeRule().shape(48)["mlp_dim"] == 192  # the default rule is unchanged
+
+
+def test_isoflop_sweep_adds_prefix_lm_points_over_one_shared_tokenizer(tmp_path):
+    from handx_jax.scaling import launch
+
+    default = sweeps.load_sweep("cpu_isoflop")
+    both = sweeps.load_sweep("cpu_isoflop:families=both,codebook=1024")
+    ar = [p for p in both.points if p.family == "autoregressive"]
+    diffusion = [p for p in both.points if p.family == "diffusion"]
+    assert [p.point_id for p in diffusion] == [p.point_id for p in default.points]
+    assert len(ar) >= 3 * 5 + 2 and {p.codebook for p in ar} == {1024}
+    assert sorted({p.compute_budget for p in ar}) == sorted({p.compute_budget for p in default.points})
+    manifest = launch.plan_sweep(both, str(tmp_path / "out"))
+    assert list(manifest["fsq"]) == ["1024"]
+    for point in manifest["points"]:
+        if point["family"] == "autoregressive":
+            assert "--steps" not in point["evaluate"] and "top_k=20" in point["evaluate"]
+            assert any(a.startswith("--config.model.fsq_workdir=") and a.endswith("cb1024") for a in point["train"])
+        else:
+            assert point["evaluate"][point["evaluate"].index("--steps") + 1] == "10"
+        assert point["steps"] > 0
+    for point in ar:  # gated-MLP rungs on the prefix-LM config
+        cfg = sweeps.point_config(both, point)
+        width = int(point.label[1:])
+        assert cfg.family == "autoregressive" and cfg.model.d_model == width
+        assert cfg.model.mlp_dim == ladder.GATED_RULE.shape(width)["mlp_dim"]
+    only_ar = sweeps.load_sweep("cpu_isoflop:families=autoregressive")
+    assert {p.family for p in only_ar.points} == {"autoregressive"}
+    with pytest.raises(ValueError, match="families"):
+        sweeps.load_sweep("cpu_isoflop:families=gan")

@@ -87,3 +87,14 @@ def test_block_params_counts_the_transformer_blocks_only(tmp_path):
     with pytest.raises(ValueError, match="at least 6 runs"):
         study.analyse([str(tmp_path / "sweep")], holdout=None, n_boot=20)  # no block shapes: all skipped
 
+
+
+def test_study_refuses_runs_of_two_model_families(tmp_path):
+    _write_sweep(str(tmp_path / "runs"), np.logspace(15, 17, 3))
+    run = tmp_path / "runs" / "c1e+15-0"
+    config = json.loads((run / "config.json").read_text())
+    config["family"] = "autoregressive"
+    (run / "config.json").write_text(json.dumps(config))
+    assert {r.family for r in runs_lib.load_runs([str(tmp_path / "runs")])} == {"autoregressive", "diffusion"}
+    with pytest.raises(ValueError, match="mix model families"):
+        study.analyse([str(tmp_path / "runs")], holdout=None, n_boot=20, size="params")
