@@ -81,3 +81,15 @@ def test_isoflop_sweep_adds_prefix_lm_points_over_one_shared_tokenizer(tmp_path)
     assert {p.family for p in only_ar.points} == {"autoregressive"}
     with pytest.raises(ValueError, match="families"):
         sweeps.load_sweep("cpu_isoflop:families=gan")
+
+
+def test_isoflop_sweep_trains_the_quickstart_stages_unless_asked_for_t():
+    default = configlib.load_config("configs/sweeps/cpu_isoflop.py")
+    assert default.evaluator.config.endswith("size=XS") and default.text_tower.config.endswith("size=XS")
+    assert "train.steps=400" in default.text_tower.overrides
+    small = configlib.load_config("configs/sweeps/cpu_isoflop.py:stages=T")
+    assert small.evaluator.config.endswith("size=T,runlocal") and "train.steps=600" in small.text_tower.overrides
+    quality = configlib.load_config("configs/sweeps/cpu_quality.py")  # its measured table used the T stages
+    assert quality.text_tower.config.endswith("size=T,runlocal")
+    with pytest.raises(ValueError, match="stage size"):
+        configlib.load_config("configs/sweeps/cpu_isoflop.py:stages=XL")
