@@ -272,6 +272,8 @@ def run_quickstart(out: str, settings: Settings) -> dict:
 
             config = _train_config(s.ar_config + f",fsq={fsq_dir}", data, steps, s.ar_batch, s.seed, lr)
             config = configlib.apply_overrides(config, list(s.ar_shape))
+            if s.ar_shape:  # name the run by its shape (layers x width), as the size table does
+                config.size = f"{int(config.model.num_layers)}x{int(config.model.d_model)}"
             config.model.text_tower = paths["text_tower"]
             config.model.text_embed_dim = int(tower.model.text_d_model)
             return config
