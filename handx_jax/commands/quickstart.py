@@ -142,6 +142,18 @@ def _train_config(spec: str, data_dir: str, steps: int, batch: int, seed: int, l
     return config
 
 
+def _diffusion_spec(s: Settings) -> str:
+    """The denoiser's config spec: conditioned on the text tower, or a scratch text encoder."""
+    return s.diffusion_config + (",text=tower" if s.text_tower_steps > 0 else ",text=scratch")
+
+
+def _lm_spec(s: Settings) -> str:
+    """The prefix-LM's config spec, its codebook the tokenizer's (`fsq_config`)."""
+    from handx_jax import configlib
+
+    return f"{s.ar_config},codebook={int(configlib.load_config(s.fsq_config).model.codebook)}"
+
+
 def training_flops(settings: Settings) -> dict[str, float]:
     """Analytic training FLOPs of each family's model (its FLOPs per example x batch x steps),
     from the config specs alone; the tokenizer and the text tower are shared stages, not counted."""
@@ -150,11 +162,9 @@ def training_flops(settings: Settings) -> dict[str, float]:
     from handx_jax.models.diffusion import forward_flops as diffusion_forward_flops
 
     s = settings
-    text = ",text=tower" if s.text_tower_steps > 0 else ",text=scratch"
     embed_dim = int(configlib.load_config(s.text_tower_config).model.text_d_model)
-    diffusion = configlib.load_config(s.diffusion_config + text)
-    codebook = int(configlib.load_config(s.fsq_config).model.codebook)
-    lm = configlib.apply_overrides(configlib.load_config(f"{s.ar_config},codebook={codebook}"), list(s.ar_shape))
+    diffusion = configlib.load_config(_diffusion_spec(s))
+    lm = configlib.apply_overrides(configlib.load_config(_lm_spec(s)), list(s.ar_shape))
     for config in (diffusion, lm):
         config.model.text_embed_dim = embed_dim
     return {"diffusion": 3 * diffusion_forward_flops(diffusion) * s.diffusion_batch * s.diffusion_steps,
@@ -229,8 +239,7 @@ def run_quickstart(out: str, settings: Settings) -> dict:
             paths["text_embeddings"] = text_tower.embed_dataset(paths["text_tower"], data)
 
     def diffusion_config(steps, lr):
-        config = _train_config(s.diffusion_config + (",text=tower" if tower is not None else ",text=scratch"),
-                               data, steps, s.diffusion_batch, s.seed, lr)
+        config = _train_config(_diffusion_spec(s), data, steps, s.diffusion_batch, s.seed, lr)
         if tower is not None:
             config.model.text_tower = paths["text_tower"]
             config.model.text_embed_dim = int(tower.model.text_d_model)
@@ -270,7 +279,7 @@ def run_quickstart(out: str, settings: Settings) -> dict:
         def ar_config(steps, lr):
             from handx_jax import configlib
 
-            config = _train_config(s.ar_config + f",fsq={fsq_dir}", data, steps, s.ar_batch, s.seed, lr)
+            config = _train_config(_lm_spec(s) + f",fsq={fsq_dir}", data, steps, s.ar_batch, s.seed, lr)
             config = configlib.apply_overrides(config, list(s.ar_shape))
             if s.ar_shape:  # name the run by its shape (layers x width), as the size table does
                 config.size = f"{int(config.model.num_layers)}x{int(config.model.d_model)}"
