@@ -105,7 +105,7 @@ def get_config(arg=None):
                      overrides=[f"train.steps={int(opts.get('fsq_steps', 1500))}", "train.lr=1e-3",
                                 "train.batch_size=64", "train.warmup_steps=50", "train.log_every=100"])
         # The prefix-LM samples tokens (no DDIM steps): its own evaluation arguments.
-        c.evaluate.by_family = {"autoregressive": evaluate_args(replications, ["--option", "top_k=20"])}
+        c.evaluate.by_family = {"autoregressive": short_evaluation_args(replications, ["--option", "top_k=20"])}
     c.points = points
     return c
 
@@ -127,7 +127,7 @@ def budget_points(family: str, rungs: dict, widths, holdout_widths, budgets, hol
     return points + [point(w, holdout) for w in sorted(holdout_widths)]
 
 
-def evaluate_args(replications: int, extra=()) -> list[str]:
+def short_evaluation_args(replications: int, extra=()) -> list[str]:
     """The sweep's short evaluation (3 replications, few multimodality prompts, no text check)."""
     return ["--replications", str(replications), *extra, "--mm-texts", "8", "--mm-generations", "4",
             "--no-text-check"]
@@ -155,5 +155,5 @@ def cpu_budget_stages(c, *, batch: int, clips: int, replications: int, stage_siz
     c.data = dict(dir=None, num_synthetic_clips=clips, num_test_clips=256)
     c.evaluator = dict(config=f"configs/evaluator.py:{spec}", overrides=list(evaluator_overrides))
     c.text_tower = dict(config=f"configs/text_tower.py:{spec}", overrides=list(tower_overrides))
-    c.evaluate = dict(args=evaluate_args(replications, ["--steps", "10"]))
+    c.evaluate = dict(args=short_evaluation_args(replications, ["--steps", "10"]))
     return c

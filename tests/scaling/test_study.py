@@ -88,7 +88,6 @@ def test_block_params_counts_the_transformer_blocks_only(tmp_path):
         study.analyse([str(tmp_path / "sweep")], holdout=None, n_boot=20)  # no block shapes: all skipped
 
 
-
 def test_study_refuses_runs_of_two_model_families(tmp_path):
     _write_sweep(str(tmp_path / "runs"), np.logspace(15, 17, 3))
     run = tmp_path / "runs" / "c1e+15-0"
