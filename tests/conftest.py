@@ -6,6 +6,10 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from handx_jax import host_memory  # noqa: E402
+
+host_memory.tune_malloc()  # as the `handx` entry point does
+
 from absl import flags  # noqa: E402
 
 # grain worker processes read absl flags; tests are not absl apps.

@@ -11,6 +11,10 @@ before and after, and the raw-to-projected MPJPE.
 import argparse
 import time
 
+from handx_jax import host_memory
+
+host_memory.tune_malloc()  # before JAX starts its threads, as the `handx` entry point does
+
 
 def main() -> int:
     import numpy as np
