@@ -8,7 +8,7 @@ tokenizer and a small prefix-LM on the same embeddings instead, `--family both` 
 families and reports them in one table
 -> a GIF -> `DIR/report.md` with the metrics table and every path it made, and `DIR/report.html`.
 
-Budgeted for about 8 minutes on 2 CPU cores (the limit is 15). Every step depends on
+Takes about 9.5 minutes on 2 idle CPU cores (the limit is 15). Every step depends on
 another stage of the project; a step whose code is missing stops the run with an error
 naming it rather than faking its output.
 """
@@ -76,14 +76,14 @@ FAMILY_CHOICES = ("diffusion", "autoregressive", "both")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("quickstart", help="run the whole pipeline small (about 6 minutes on 2 cores)",
+    p = subparsers.add_parser("quickstart", help="run the whole pipeline small (about 10 minutes on 2 cores)",
                               description=__doc__.splitlines()[0])
     p.add_argument("--out", default="quickstart", help="output directory (default ./quickstart)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke version (tests, CI)")
     p.add_argument("--replications", type=int, default=None,
-                   help="evaluation replications (default 3 to stay near 6 minutes; the evaluation protocol's 20 adds about "
-                        "22 s each on 2 cores, about 12 minutes in all)")
+                   help="evaluation replications (default 3; the evaluation protocol's 20 add about 26 s per replication and "
+                        "model on 2 cores, about 25 minutes in all)")
     p.add_argument("--family", choices=FAMILY_CHOICES, default="diffusion",
                    help="which model family to train and evaluate (both: one table with each family's rows)")
     p.set_defaults(func=run)
