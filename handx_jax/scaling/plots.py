@@ -30,7 +30,25 @@ def _label_points(ax, xs, ys, labels):
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
 
 
+def sparse_minor_labels(value: float, _pos=None) -> str:
+    """Minor-tick label of a log axis: only the 2x and 5x ticks are labelled (matplotlib's
+    default labels 2, 3, 4 and 6 as well when an axis spans under a decade, and they overlap)."""
+    if value <= 0:
+        return ""
+    exponent = int(np.floor(np.log10(value) + 1e-9))
+    mantissa = int(round(value / 10.0 ** exponent))
+    return rf"${mantissa}\times10^{{{exponent}}}$" if mantissa in (2, 5) else ""
+
+
 def save_figure(fig, out_prefix: str) -> list[str]:
+    from matplotlib import ticker
+
+    for ax in fig.axes:
+        if ax.get_xscale() == "log":  # minor labels only where an axis spans too few decades for major ones
+            lo, hi = ax.get_xlim()
+            wide = lo > 0 and np.log10(hi / lo) > 2
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter() if wide else ticker.FuncFormatter(sparse_minor_labels))
+    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):

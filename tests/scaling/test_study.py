@@ -97,3 +97,20 @@ def test_study_refuses_runs_of_two_model_families(tmp_path):
     assert {r.family for r in runs_lib.load_runs([str(tmp_path / "runs")])} == {"autoregressive", "diffusion"}
     with pytest.raises(ValueError, match="mix model families"):
         study.analyse([str(tmp_path / "runs")], holdout=None, n_boot=20, size="params")
+
+
+def test_log_axes_label_only_the_2x_and_5x_minor_ticks(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from handx_jax.scaling import plots
+
+    fig, ax = plt.subplots()
+    ax.plot([3e11, 2.4e12], [1, 2])
+    ax.set_xscale("log")
+    formatter_before = ax.xaxis.get_minor_formatter()
+    plots.save_figure(fig, str(tmp_path / "ticks"))
+    assert ax.xaxis.get_minor_formatter() is not formatter_before
+    labels = {round(v / 1e11, 3): plots.sparse_minor_labels(v) for v in (2e11, 3e11, 4e11, 5e11, 6e11, 2e12)}
+    assert [k for k, text in labels.items() if text] == [2.0, 5.0, 20.0]
+    assert labels[2.0] == r"$2\times10^{11}$"
+    assert ax.xaxis.get_minor_formatter()(4e11) == "" and ax.xaxis.get_minor_formatter()(5e11) != ""
