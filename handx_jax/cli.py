@@ -11,11 +11,7 @@ import importlib
 import os
 import sys
 
-from handx_jax import host_memory
-
-host_memory.tune_malloc()  # before JAX starts its threads
-
-from handx_jax import configlib  # noqa: E402
+from handx_jax import configlib
 
 # Stage modules in data-flow order; a module that is missing is skipped so a partial
 # install still offers what it has.

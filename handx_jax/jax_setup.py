@@ -1,12 +1,17 @@
-"""Process-level JAX set-up for entry points: compile cache, absl flags for grain."""
+"""Process-level JAX set-up for entry points: host-memory tuning, compile cache, absl flags for grain."""
 
 import os
 
 
 def setup(cache_dir: str | None = None) -> None:
-    """Enable the persistent compile cache and mark absl flags parsed (grain workers read them)."""
+    """Tune glibc's malloc for XLA's CPU buffers (`host_memory`; before the first computation),
+    enable the persistent compile cache and mark absl flags parsed (grain workers read them)."""
     from absl import flags
     import jax
+
+    from handx_jax import host_memory
+
+    host_memory.tune_malloc()
 
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()

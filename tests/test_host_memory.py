@@ -57,10 +57,11 @@ def test_only_applies_where_xla_computes_on_the_host():
     assert not host_memory.computes_on_cpu({"JAX_PLATFORMS": "tpu,cpu"})
 
 
-def test_entry_points_tune_before_jax_starts():
-    """The CLI (and so every sweep subprocess) applies the tuning at import, before JAX."""
-    code = ("import sys; import handx_jax.cli; from handx_jax import host_memory; "
-            "print(host_memory._applied)")
+def test_entry_points_tune_before_jax_computes():
+    """jax_setup.setup(), which every command that runs JAX (and so every sweep subprocess)
+    calls before its first computation, applies the tuning."""
+    code = ("import jax; from handx_jax import host_memory, jax_setup; assert host_memory._applied is None; "
+            "jax_setup.setup(); print(host_memory._applied)")
     env = {**os.environ, host_memory.ENV: "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -16,11 +16,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from handx_jax import host_memory  # noqa: E402
-
-host_memory.tune_malloc()  # before JAX starts its threads, as the `handx` entry point does
 
 
 def bench(size: str, batch: int, repeats: int, codebook: int) -> dict:
@@ -63,6 +58,9 @@ def main(argv=None) -> int:
     p.add_argument("--codebook", type=int, default=512)
     args = p.parse_args(argv)
     sys.path.insert(0, ROOT)
+    from handx_jax import host_memory
+
+    host_memory.tune_malloc()  # as jax_setup.setup() does for the commands; no compile cache here
     rows = [bench(s, args.batch, args.repeats, args.codebook) for s in args.sizes.split(",")]
     load = os.getloadavg()
     print(f"decode throughput, batch {args.batch}, greedy, codebook {args.codebook} "

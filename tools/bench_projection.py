@@ -11,14 +11,11 @@ before and after, and the raw-to-projected MPJPE.
 import argparse
 import time
 
-from handx_jax import host_memory
-
-host_memory.tune_malloc()  # before JAX starts its threads, as the `handx` entry point does
-
 
 def main() -> int:
     import numpy as np
 
+    from handx_jax import host_memory
     from handx_jax.data import store
     from handx_jax.eval import metrics
     from handx_jax.hand import projection
@@ -31,6 +28,7 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--frames", type=int, default=60, help="clips are cut to this many frames")
     args = p.parse_args()
+    host_memory.tune_malloc()  # as jax_setup.setup() does for the commands
     clips = store.load_any(args.path)
     motion = np.stack([np.asarray(c["motion"], np.float32)[:args.frames] for c in list(clips.values())[:args.num]])
     kwargs = dict(rounds=args.rounds, iters=args.iters, batch_size=len(motion))

@@ -15,11 +15,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from handx_jax import host_memory  # noqa: E402
-
-host_memory.tune_malloc()  # before JAX starts its threads, as the `handx` entry point does
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:

@@ -20,10 +20,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from handx_jax import host_memory  # noqa: E402
-
-host_memory.tune_malloc()  # before JAX starts its threads, as the `handx` entry point does
-
 from handx_jax import configlib, jax_setup  # noqa: E402
 
 

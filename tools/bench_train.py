@@ -33,14 +33,10 @@ import os
 import sys
 import time
 
+import jax
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from handx_jax import host_memory  # noqa: E402
-
-host_memory.tune_malloc()  # before JAX starts its threads, as the `handx` entry point does
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 from handx_jax import configlib, jax_setup  # noqa: E402
 from handx_jax.train import flops as flops_lib  # noqa: E402

@@ -153,7 +153,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from handx_jax import host_memory
-
-    host_memory.tune_malloc()  # as the `handx` entry point does
     sys.exit(main())
