@@ -75,13 +75,15 @@ def sample(
         idx = steps - 1 - i
         t = jnp.full((b,), tab["timesteps"][idx], jnp.int32)
         x0 = apply_constraint(guided_x0(denoise_fn, x, t, mask_bt, cond_bd, guidance), constraint)
-        z = jax.random.normal(noise_key, x.shape, x.dtype)
         if method == "ddim":
             eps = (x - tab["sqrt_alpha_bar"][idx] * x0) / tab["sqrt_one_minus_alpha_bar"][idx]
             sigma = eta * tab["ddim_sigma"][idx]
             dir_scale = jnp.sqrt(jnp.maximum(tab["sqrt_one_minus_alpha_bar_prev"][idx] ** 2 - sigma**2, 0.0))
-            x_prev = tab["sqrt_alpha_bar_prev"][idx] * x0 + dir_scale * eps + sigma * z
+            x_prev = tab["sqrt_alpha_bar_prev"][idx] * x0 + dir_scale * eps
+            if eta != 0.0:  # deterministic DDIM draws no noise (the keys advance all the same)
+                x_prev = x_prev + sigma * jax.random.normal(noise_key, x.shape, x.dtype)
         else:
+            z = jax.random.normal(noise_key, x.shape, x.dtype)
             x_prev = tab["posterior_coef_x0"][idx] * x0 + tab["posterior_coef_xt"][idx] * x + tab["posterior_std"][idx] * z
         return (x_prev, key), None
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from handx_jax import jax_setup
 from handx_jax.diffusion import samplers, schedule as schedule_lib
 from handx_jax.models.diffusion import MotionDenoiser
 from handx_jax.text import tokenizer as tokenizer_lib
@@ -36,7 +37,7 @@ def _jitted_sampler(model: MotionDenoiser, num_steps: int, kind: str, steps: int
             guidance=guidance, method=method, eta=eta, constraint=constraint,
         )
 
-    return jax.jit(run)
+    return jax.jit(run, compiler_options=jax_setup.inference_compiler_options())
 
 
 def sample(task, params, text_batch: dict, *, num_per_text: int = 1, steps: int = 50, guidance: float = 2.5,
