@@ -6,7 +6,10 @@ for the listed sizes, on randomly initialised parameters (speed does not depend 
 weights). Reports samples/s, the denoiser's achieved GFLOP/s (analytic forward FLOPs x
 2B x steps) and its fraction of a float32 matmul peak measured in the same run.
 
-    python tools/bench_sampling.py [--sizes XS,S] [--batch 64] [--steps 50] [--repeats 2]
+    python tools/bench_sampling.py [--sizes XS,S] [--batch 64] [--steps 50] [--repeats 2] [--compare-options]
+
+`--compare-options` also times the sampler compiled with XLA's default CPU fusion
+(`HANDX_XLA_INFERENCE_OPTIONS=0`, see `handx_jax.jax_setup`), interleaved with the default.
 """
 
 import argparse
@@ -33,7 +36,7 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def bench(size: str, batch: int, steps: int, guidance: float, repeats: int) -> dict:
+def bench(size: str, batch: int, steps: int, guidance: float, repeats: int, compare: bool = False) -> dict:
     import jax
 
     from handx_jax import configlib
@@ -44,12 +47,24 @@ def bench(size: str, batch: int, steps: int, guidance: float, repeats: int) -> d
     config = configlib.load_config(os.path.join(ROOT, "configs", "diffusion.py") + f":size={size}")
     task = DiffusionTask(config)
     params = task.init_params(jax.random.key(0))
-    compile_s, best = time_sampling(task, params, batch_size=batch, steps=steps, guidance=guidance, repeats=repeats)
     denoiser_fwd = diffusion_model.forward_flops(config) - _text_flops(config)
     passes = 2 if guidance != 1.0 else 1
     flops = denoiser_fwd * batch * passes * steps
-    return {"size": size, "compile_s": compile_s, "seconds": best, "samples_per_s": batch / best,
-            "gflops": flops / best / 1e9}
+    settings = ("1", "0") if compare else (os.environ.get("HANDX_XLA_INFERENCE_OPTIONS", "1"),)
+    best = {s: float("inf") for s in settings}
+    compile_s = {}
+    for r in range(repeats):  # settings interleaved, so both see the same machine
+        for s in settings:
+            os.environ["HANDX_XLA_INFERENCE_OPTIONS"] = s
+            first, seconds = time_sampling(task, params, batch_size=batch, steps=steps, guidance=guidance, repeats=1)
+            compile_s.setdefault(s, first)
+            best[s] = min(best[s], seconds)
+    os.environ["HANDX_XLA_INFERENCE_OPTIONS"] = settings[0]
+    row = {"size": size, "compile_s": compile_s[settings[0]], "seconds": best[settings[0]],
+           "samples_per_s": batch / best[settings[0]], "gflops": flops / best[settings[0]] / 1e9}
+    if compare:
+        row["default_seconds"] = best["0"]
+    return row
 
 
 def _text_flops(config) -> float:
@@ -70,6 +85,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--guidance", type=float, default=2.5)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--compare-options", action="store_true",
+                        help="also time XLA's default CPU fusion (HANDX_XLA_INFERENCE_OPTIONS=0), interleaved")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     from handx_jax import jax_setup
@@ -78,15 +95,22 @@ def main() -> int:
     import jax
 
     peak = matmul_peak()
-    rows = [bench(s, args.batch, args.steps, args.guidance, args.repeats) for s in args.sizes.split(",")]
+    load = os.getloadavg()[0]
+    rows = [bench(s, args.batch, args.steps, args.guidance, args.repeats, args.compare_options)
+            for s in args.sizes.split(",")]
     peak_after = matmul_peak()
     print(f"DDIM-{args.steps} sampling, guidance {args.guidance} (cond+uncond in one batch), batch {args.batch}, "
-          f"{jax.devices()[0].platform} x{jax.device_count()}, float32 matmul peak {peak:.0f} / {peak_after:.0f} GFLOP/s (before/after)")
+          f"{jax.devices()[0].platform} x{jax.device_count()}, float32 matmul peak {peak:.0f} / {peak_after:.0f} GFLOP/s (before/after), "
+          f"load average {load:.2f} / {os.getloadavg()[0]:.2f}")
     print(f"| size | compile s | batch s | samples/s | denoiser GFLOP/s | of peak |")
     print(f"|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['size']} | {r['compile_s']:.1f} | {r['seconds']:.2f} | {r['samples_per_s']:.1f} | "
               f"{r['gflops']:.0f} | {r['gflops'] / max(peak, peak_after):.0%} |")
+    for r in rows:
+        if "default_seconds" in r:
+            print(f"{r['size']}: inference options {r['seconds']:.2f} s per batch, XLA default {r['default_seconds']:.2f} s: "
+                  f"{r['default_seconds'] / r['seconds']:.2f}x")
     return 0
 
 

@@ -25,7 +25,8 @@ from handx_jax.text import tokenizer as tokenizer_lib
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_sampler(model: MotionDenoiser, num_steps: int, kind: str, steps: int, guidance: float, method: str, eta: float):
+def _jitted_sampler(model: MotionDenoiser, num_steps: int, kind: str, steps: int, guidance: float, method: str, eta: float,
+                    compiler_options: tuple = ()):
     schedule = schedule_lib.respace(schedule_lib.make_schedule(num_steps, kind), steps)
 
     def run(params, text, mask_bt, rng, constraint):
@@ -37,7 +38,7 @@ def _jitted_sampler(model: MotionDenoiser, num_steps: int, kind: str, steps: int
             guidance=guidance, method=method, eta=eta, constraint=constraint,
         )
 
-    return jax.jit(run, compiler_options=jax_setup.inference_compiler_options())
+    return jax.jit(run, compiler_options=dict(compiler_options) or None)
 
 
 def sample(task, params, text_batch: dict, *, num_per_text: int = 1, steps: int = 50, guidance: float = 2.5,
@@ -57,7 +58,8 @@ def sample(task, params, text_batch: dict, *, num_per_text: int = 1, steps: int 
     n = next(iter(text.values())).shape[0]
     mask = jnp.ones((n, length), jnp.float32)
     run = _jitted_sampler(model, int(config.diffusion.num_steps), str(config.diffusion.schedule),
-                          int(steps), float(guidance), str(method), float(eta))
+                          int(steps), float(guidance), str(method), float(eta),
+                          tuple(sorted((jax_setup.inference_compiler_options() or {}).items())))
     rng = jax.random.key(seed) if rng is None else rng
     return run(params, text, mask, rng, constraint)
 

@@ -72,3 +72,21 @@ def test_constraint_fixes_given_entries():
 def test_unknown_method():
     with pytest.raises(ValueError, match="ddim"):
         _run(lambda x, t, m, c: x, 5, "euler")
+
+
+def test_deterministic_ddim_matches_its_update_rule_and_eta_adds_noise():
+    # An independent NumPy DDIM loop (eta = 0) from the same initial noise as the sampler.
+    schedule = sch.respace(BASE, 10)
+    fn = lambda x, t, m, c: 0.5 * x + 0.1
+    out = _run(fn, 10, "ddim", key=3)
+    _, init_key = jax.random.split(jax.random.key(3))
+    x = np.asarray(jax.random.normal(init_key, (4, 6, 3), jnp.float32), np.float64)
+    ab = np.asarray(BASE.alpha_bar, np.float64)[np.asarray(schedule.timesteps)]
+    for i in range(len(ab) - 1, -1, -1):
+        x0 = 0.5 * x + 0.1
+        eps = (x - np.sqrt(ab[i]) * x0) / np.sqrt(1 - ab[i])
+        prev = ab[i - 1] if i > 0 else 1.0
+        x = np.sqrt(prev) * x0 + np.sqrt(1 - prev) * eps
+    np.testing.assert_allclose(out, x, rtol=1e-4, atol=1e-5)
+    noisy = _run(fn, 10, "ddim", key=3, eta=1.0)
+    assert np.abs(noisy - out).mean() > 1e-3
