@@ -21,19 +21,25 @@ def example_text(task, batch_size: int, caption_tokens: int = 24, seed: int = 0)
 
 
 def time_sampling(task, params, *, batch_size: int = 64, steps: int = 50, guidance: float = 2.5,
-                  repeats: int = 1) -> tuple[float, float]:
-    """(compile+first-run seconds, best run seconds) of one guided DDIM batch."""
+                  repeats: int = 1, first_seed: int | None = None) -> tuple[float, float]:
+    """(compile+first-run seconds, best of `repeats` timed runs) of one guided DDIM batch.
+    With `first_seed` the sampler is taken as compiled: no untimed first run (its seconds 0)
+    and the timed runs use seeds from `first_seed` on."""
     from handx_jax.diffusion import sampling
 
     text = example_text(task, batch_size)
     run = lambda seed: sampling.sample(task, params, text, steps=steps, guidance=guidance, seed=seed)
-    t = time.perf_counter()
-    run(0).block_until_ready()
-    first = time.perf_counter() - t
+    first = 0.0
+    if first_seed is None:
+        t = time.perf_counter()
+        out = run(0)
+        out.block_until_ready()
+        first = time.perf_counter() - t
     best = float("inf")
+    start = 1 if first_seed is None else int(first_seed)
     for r in range(repeats):
         t = time.perf_counter()
-        out = run(r + 1)
+        out = run(start + r)
         out.block_until_ready()
         best = min(best, time.perf_counter() - t)
     if not np.all(np.isfinite(np.asarray(out))):
