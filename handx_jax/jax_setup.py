@@ -1,4 +1,5 @@
-"""Process-level JAX set-up for entry points: host-memory tuning, compile cache, absl flags for grain."""
+"""Process-level JAX set-up for entry points (host-memory tuning, compile cache, absl flags for
+grain) and the CPU compile options of inference jits."""
 
 import os
 
@@ -27,9 +28,9 @@ def setup(cache_dir: str | None = None) -> None:
 
 # XLA's CPU backend by default hands YNNPACK fused graphs that pull layer norms, GELU chains
 # and reductions in with the dots around them; in the sampler's reverse process (forward
-# passes only) one such graph per step ran about twice as slow as the same ops split up.
-# Letting YNNPACK take each dot on its own makes XS DDIM sampling about 1.2x faster (S 1.06x);
-# training steps are faster with the default, so only inference jits ask for it.
+# passes only) one such graph per step took about 1.4x as long as the same ops split up.
+# Letting YNNPACK take each dot on its own makes XS DDIM sampling about 1.13x faster (S 1.06x;
+# docs/plan.md); training steps are faster with the default, so only inference jits ask for it.
 CPU_INFERENCE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
