@@ -10,8 +10,9 @@ is 112k minor page faults and 0.2 CPU-seconds of kernel time in a 0.7 s step.
 `tune_malloc()` makes glibc keep those pages for reuse: a single arena (the main heap grows
 without a size cap), no `mmap` for large blocks, and no trimming of the heap's top. It must run
 before the first JAX computation: `jax_setup.setup()`, which every command and benchmark that
-runs JAX calls first, applies it, and so does the test suite. It applies on glibc Linux when XLA computes on the CPU (no CUDA, ROCm or TPU
-plugin installed, or `JAX_PLATFORMS=cpu`); HANDX_MALLOC_TUNING=0 turns it off, =1 forces it.
+runs JAX calls first, applies it, and so does the test suite. It applies on glibc Linux when
+XLA computes on the CPU (no CUDA, ROCm or TPU plugin installed, or `JAX_PLATFORMS=cpu`);
+HANDX_MALLOC_TUNING=0 turns it off, =1 forces it.
 The price: memory freed by one stage stays with the process (its peak RSS), not returned to
 the system.
 """

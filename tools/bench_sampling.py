@@ -40,7 +40,7 @@ def bench(size: str, batch: int, steps: int, guidance: float, repeats: int, comp
     import jax
 
     from handx_jax import configlib
-    from handx_jax.diffusion.bench import time_sampling
+    from handx_jax.diffusion.bench import sampling_timer
     from handx_jax.diffusion.task import DiffusionTask
     from handx_jax.models import diffusion as diffusion_model
 
@@ -51,17 +51,15 @@ def bench(size: str, batch: int, steps: int, guidance: float, repeats: int, comp
     passes = 2 if guidance != 1.0 else 1
     flops = denoiser_fwd * batch * passes * steps
     settings = ("1", "0") if compare else (os.environ.get("HANDX_XLA_INFERENCE_OPTIONS", "1"),)
+    run = sampling_timer(task, params, batch_size=batch, steps=steps, guidance=guidance)
     runs = {s: [] for s in settings}
     compile_s = {}
     for r in range(repeats):  # settings interleaved, so both see the same machine
         for s in settings:
-            os.environ["HANDX_XLA_INFERENCE_OPTIONS"] = s
+            os.environ["HANDX_XLA_INFERENCE_OPTIONS"] = s  # read by the sampler on every call
             if s not in compile_s:
-                compile_s[s] = time_sampling(task, params, batch_size=batch, steps=steps, guidance=guidance,
-                                             repeats=0)[0]
-            seconds = time_sampling(task, params, batch_size=batch, steps=steps, guidance=guidance, repeats=1,
-                                    first_seed=r + 1)[1]
-            runs[s].append(seconds)
+                compile_s[s] = run(0)
+            runs[s].append(run(r + 1))
     os.environ["HANDX_XLA_INFERENCE_OPTIONS"] = settings[0]
     best = {s: min(v) for s, v in runs.items()}
     median = {s: sorted(v)[len(v) // 2] for s, v in runs.items()}

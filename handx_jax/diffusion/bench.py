@@ -20,31 +20,31 @@ def example_text(task, batch_size: int, caption_tokens: int = 24, seed: int = 0)
     return text
 
 
-def time_sampling(task, params, *, batch_size: int = 64, steps: int = 50, guidance: float = 2.5,
-                  repeats: int = 1, first_seed: int | None = None) -> tuple[float, float]:
-    """(compile+first-run seconds, best of `repeats` timed runs) of one guided DDIM batch.
-    With `first_seed` the sampler is taken as compiled: no untimed first run (its seconds 0)
-    and the timed runs use seeds from `first_seed` on."""
+def sampling_timer(task, params, *, batch_size: int = 64, steps: int = 50, guidance: float = 2.5):
+    """`run(seed)` -> wall seconds of one guided DDIM batch (the first call also compiles);
+    raises FloatingPointError on NaN/Inf samples."""
     from handx_jax.diffusion import sampling
 
     text = example_text(task, batch_size)
-    run = lambda seed: sampling.sample(task, params, text, steps=steps, guidance=guidance, seed=seed)
-    first = 0.0
-    if first_seed is None:
+
+    def run(seed: int) -> float:
         t = time.perf_counter()
-        out = run(0)
+        out = sampling.sample(task, params, text, steps=steps, guidance=guidance, seed=seed)
         out.block_until_ready()
-        first = time.perf_counter() - t
-    best = float("inf")
-    start = 1 if first_seed is None else int(first_seed)
-    for r in range(repeats):
-        t = time.perf_counter()
-        out = run(start + r)
-        out.block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    if not np.all(np.isfinite(np.asarray(out))):
-        raise FloatingPointError("sampling produced NaN/Inf")
-    return first, best
+        seconds = time.perf_counter() - t
+        if not np.all(np.isfinite(np.asarray(out))):
+            raise FloatingPointError("sampling produced NaN/Inf")
+        return seconds
+
+    return run
+
+
+def time_sampling(task, params, *, batch_size: int = 64, steps: int = 50, guidance: float = 2.5,
+                  repeats: int = 1) -> tuple[float, float]:
+    """(compile+first-run seconds, best run seconds) of one guided DDIM batch."""
+    run = sampling_timer(task, params, batch_size=batch_size, steps=steps, guidance=guidance)
+    first = run(0)
+    return first, min(run(r + 1) for r in range(repeats))
 
 
 def sampling_throughput(config, params, *, batch_size: int = 64, steps: int = 50, guidance: float = 2.5) -> float:
